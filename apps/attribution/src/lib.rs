@@ -1,0 +1,1 @@
+//! Placeholder: the attribution topology lands with its own issue.

@@ -1,0 +1,1 @@
+//! Placeholder: the fraud topology lands with its own issue.

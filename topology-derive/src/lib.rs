@@ -1,0 +1,1 @@
+//! Proc macros for `topology` (see issue: topology-derive). Entry points land here.

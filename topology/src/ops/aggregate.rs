@@ -1,0 +1,37 @@
+//! Aggregate: folds a grouped stream into a key-value store and forwards each new value as a table change.
+
+use std::sync::Arc;
+
+use crate::record::{Change, Record};
+use crate::state::{Data, KeyValueStoreHandle};
+use crate::task::{Downstream, Forward, TaskCtx};
+
+/// Creates the initial aggregate.
+pub(crate) type Initializer<A> = Arc<dyn Fn() -> A + Send + Sync>;
+/// Creates a key's first aggregate from its first value (`aggregator(init())` for aggregate, the value
+/// itself for reduce).
+pub(crate) type First<K, V, A> = Arc<dyn Fn(&K, &V) -> A + Send + Sync>;
+/// Folds one value into an aggregate.
+pub(crate) type Aggregator<K, V, A> = Arc<dyn Fn(&K, &V, A) -> A + Send + Sync>;
+/// Combines two aggregates (session merges).
+pub(crate) type Merger<K, A> = Arc<dyn Fn(&K, A, A) -> A + Send + Sync>;
+
+pub(crate) struct Aggregate<K, V, A> {
+    pub(crate) store: KeyValueStoreHandle<K, A>,
+    pub(crate) first: First<K, V, A>,
+    pub(crate) aggregator: Aggregator<K, V, A>,
+    pub(crate) forward: Forward<K, Change<A>>,
+}
+
+impl<K: Data, V, A: Data> Downstream<K, V> for Aggregate<K, V, A> {
+    fn push(&mut self, ctx: &mut TaskCtx, r: Record<K, V>) {
+        let old = self.store.borrow().get(&r.key);
+        let new = match &old {
+            Some(a) => (self.aggregator)(&r.key, &r.value, a.clone()),
+            None => (self.first)(&r.key, &r.value),
+        };
+        self.store.borrow_mut().put(&r.key, new.clone());
+        let change = Change { new: Some(new), old };
+        self.forward.push(ctx, Record { key: r.key, value: change, timestamp: r.timestamp, headers: r.headers });
+    }
+}

@@ -1,0 +1,91 @@
+//! Session aggregate: per key, records closer than the inactivity gap share a session; a record that
+//! bridges sessions merges them (on update, the merged-away sessions are forwarded as tombstones).
+//!
+//! A session `[start, end]` can still grow while a record at `end + gap` would be accepted, so it closes
+//! when stream time passes `end + gap + grace`. A record is late when its own (possibly merged) session
+//! ends before `stream time - grace`.
+
+use crate::record::{Change, Record};
+use crate::state::{Data, SessionStoreHandle};
+use crate::task::{Downstream, Forward, Punctuator, TaskCtx};
+use crate::window::{EmitStrategy, SessionWindows, Window, Windowed};
+
+use super::aggregate::{Aggregator, First, Merger};
+
+pub(crate) struct SessionAggregate<K, V, A> {
+    pub(crate) name: String,
+    pub(crate) windows: SessionWindows,
+    pub(crate) emit: EmitStrategy,
+    pub(crate) store: SessionStoreHandle<K, A>,
+    pub(crate) first: First<K, V, A>,
+    pub(crate) aggregator: Aggregator<K, V, A>,
+    pub(crate) merger: Merger<K, A>,
+    pub(crate) forward: Forward<Windowed<K>, Change<A>>,
+    /// Every session ending at or before this has been emitted (on-close) or may be expired.
+    pub(crate) done_upto: i64,
+    pub(crate) _v: std::marker::PhantomData<fn(V)>,
+}
+
+impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
+    fn push(&mut self, ctx: &mut TaskCtx, r: Record<K, V>) {
+        let close = ctx.stream_time.saturating_sub(self.windows.grace);
+        let t = r.timestamp;
+        let gap = self.windows.gap;
+        let found = self.store.borrow().find_sessions(&r.key, t.saturating_sub(gap), t.saturating_add(gap));
+        let mut merged = Window { start: t, end: t };
+        let mut agg: Option<A> = None;
+        for (w, v) in &found {
+            agg = Some(match agg {
+                None => v.clone(),
+                Some(a) => (self.merger)(&r.key, a, v.clone()),
+            });
+            merged = Window { start: merged.start.min(w.start), end: merged.end.max(w.end) };
+        }
+        if merged.end < close {
+            let reason =
+                format!("session [{}, {}] closed at stream time {}", merged.start, merged.end, ctx.stream_time);
+            ctx.late(&self.name, &reason, &r);
+            return;
+        }
+        for (w, v) in found {
+            self.store.borrow_mut().remove(&r.key, w);
+            if self.emit == EmitStrategy::OnWindowUpdate && w != merged {
+                let key = Windowed { key: r.key.clone(), window: w };
+                self.forward.push(ctx, Record::new(key, Change { new: None, old: Some(v) }, t));
+            }
+        }
+        let agg = match agg {
+            Some(a) => (self.aggregator)(&r.key, &r.value, a),
+            None => (self.first)(&r.key, &r.value),
+        };
+        self.store.borrow_mut().put(&r.key, merged, agg.clone());
+        if self.emit == EmitStrategy::OnWindowUpdate {
+            let key = Windowed { key: r.key, window: merged };
+            self.forward.push(
+                ctx,
+                Record { key, value: Change { new: Some(agg), old: None }, timestamp: t, headers: r.headers },
+            );
+        }
+    }
+}
+
+impl<K: Data, V: Data, A: Data> Punctuator for SessionAggregate<K, V, A> {
+    fn stream_time_advanced(&mut self, ctx: &mut TaskCtx) {
+        // Closed: end + gap + grace < stream time, i.e. end <= stream time - grace - gap - 1.
+        let last_closed_end =
+            ctx.stream_time.saturating_sub(self.windows.grace).saturating_sub(self.windows.gap).saturating_sub(1);
+        if last_closed_end <= self.done_upto {
+            return;
+        }
+        if self.emit == EmitStrategy::OnWindowClose {
+            let closed = self.store.borrow().fetch_ending(self.done_upto.saturating_add(1), last_closed_end);
+            for (key, window, agg) in closed {
+                self.store.borrow_mut().remove(&key, window);
+                let rec = Record::new(Windowed { key, window }, Change { new: Some(agg), old: None }, window.end);
+                self.forward.push(ctx, rec);
+            }
+        }
+        self.done_upto = last_closed_end;
+        self.store.borrow_mut().expire_before(last_closed_end.saturating_add(1));
+    }
+}

@@ -1,0 +1,21 @@
+//! Sink: serializes typed records onto a topic through the task's record collector.
+
+use std::sync::Arc;
+
+use crate::record::Record;
+use crate::serdes::SerdeRef;
+use crate::task::{Downstream, TaskCtx};
+
+pub(crate) struct Sink<K, V> {
+    pub(crate) topic: Arc<str>,
+    pub(crate) key_serde: SerdeRef<K>,
+    pub(crate) value_serde: SerdeRef<V>,
+}
+
+impl<K: 'static, V: 'static> Downstream<K, V> for Sink<K, V> {
+    fn push(&mut self, ctx: &mut TaskCtx, r: Record<K, V>) {
+        let key = self.key_serde.serialize(&r.key);
+        let value = self.value_serde.serialize(&r.value);
+        ctx.send(&self.topic, key, value, r.timestamp, r.headers);
+    }
+}

@@ -1,0 +1,79 @@
+//! Window aggregate: tumbling and hopping windows in a window store, emitting on update or on close.
+//!
+//! A window `[start, end)` accepts records until stream time reaches `end + grace`; a record for a closed
+//! window is late (counted, routed). With [`EmitStrategy::OnWindowClose`] each window is forwarded once,
+//! when it closes, and then leaves the store; on update, closed windows expire segment by segment.
+
+use crate::record::{Change, Record};
+use crate::state::{Data, WindowStoreHandle};
+use crate::task::{Downstream, Forward, Punctuator, TaskCtx};
+use crate::window::{EmitStrategy, TimeWindows, Window, Windowed};
+
+use super::aggregate::{Aggregator, First};
+
+pub(crate) struct WindowAggregate<K, V, A> {
+    pub(crate) name: String,
+    pub(crate) windows: TimeWindows,
+    pub(crate) emit: EmitStrategy,
+    pub(crate) store: WindowStoreHandle<K, A>,
+    pub(crate) first: First<K, V, A>,
+    pub(crate) aggregator: Aggregator<K, V, A>,
+    pub(crate) forward: Forward<Windowed<K>, Change<A>>,
+    /// Every window starting at or before this has been emitted (on-close) or expired.
+    pub(crate) done_upto: i64,
+    pub(crate) _v: std::marker::PhantomData<fn(V)>,
+}
+
+impl<K: Data, V: Data, A: Data> Downstream<K, V> for WindowAggregate<K, V, A> {
+    fn push(&mut self, ctx: &mut TaskCtx, r: Record<K, V>) {
+        let close = ctx.stream_time.saturating_sub(self.windows.grace);
+        for w in self.windows.windows_for(r.timestamp) {
+            if w.end <= close {
+                let reason = format!("window [{}, {}) closed at stream time {}", w.start, w.end, ctx.stream_time);
+                ctx.late(&self.name, &reason, &r);
+                continue;
+            }
+            let old = self.store.borrow().fetch(&r.key, w.start);
+            let new = match &old {
+                Some(a) => (self.aggregator)(&r.key, &r.value, a.clone()),
+                None => (self.first)(&r.key, &r.value),
+            };
+            self.store.borrow_mut().put(&r.key, w.start, new.clone());
+            if self.emit == EmitStrategy::OnWindowUpdate {
+                let key = Windowed { key: r.key.clone(), window: w };
+                let rec = Record {
+                    key,
+                    value: Change { new: Some(new), old },
+                    timestamp: r.timestamp,
+                    headers: r.headers.clone(),
+                };
+                self.forward.push(ctx, rec);
+            }
+        }
+    }
+}
+
+impl<K: Data, V: Data, A: Data> Punctuator for WindowAggregate<K, V, A> {
+    fn stream_time_advanced(&mut self, ctx: &mut TaskCtx) {
+        // Windows with end <= close, i.e. start <= close - size, are closed.
+        let last_closed_start = ctx.stream_time.saturating_sub(self.windows.grace).saturating_sub(self.windows.size);
+        if last_closed_start <= self.done_upto {
+            return;
+        }
+        match self.emit {
+            EmitStrategy::OnWindowClose => {
+                let closed = self.store.borrow().fetch_all(self.done_upto.saturating_add(1), last_closed_start);
+                for (key, start, agg) in closed {
+                    self.store.borrow_mut().remove(&key, start);
+                    let window = Window { start, end: start + self.windows.size };
+                    let rec =
+                        Record::new(Windowed { key, window }, Change { new: Some(agg), old: None }, window.end - 1);
+                    self.forward.push(ctx, rec);
+                }
+            }
+            EmitStrategy::OnWindowUpdate => {}
+        }
+        self.done_upto = last_closed_start;
+        self.store.borrow_mut().expire_before(last_closed_start.saturating_add(1));
+    }
+}

@@ -1,0 +1,541 @@
+//! The deterministic test driver: the real tasks over in-memory topics with N partitions each.
+//!
+//! Like Kafka Streams' `TopologyTestDriver`, but every topic — repartition topics included — has as many
+//! partitions as you configure, and one task runs per (sub-topology, partition), so tests see what
+//! repartitioning and co-partitioning really do. Each piped record is processed to completion (through
+//! every sub-topology it reaches) before `pipe` returns.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::partitioner::partition_for;
+use crate::error::Error;
+use crate::record::{Headers, RawRecord};
+use crate::serdes::{encode, SerdeRef};
+use crate::state::{Data, KeyValueStoreHandle, SessionStoreHandle, WindowStoreHandle};
+use crate::task::{DeadLetter, OutRecord, Task, TaskCtx, TaskId, TaskMetrics};
+use crate::topology::Topology;
+use crate::window::Window;
+
+/// Configures a [`TestDriver`].
+#[derive(Debug)]
+pub struct TestDriverBuilder {
+    topology: Topology,
+    application_id: String,
+    default_partitions: u32,
+    partitions: HashMap<String, u32>,
+    wall_clock: i64,
+}
+
+impl TestDriverBuilder {
+    /// The application id (prefix of internal topics). Default `test-app`.
+    pub fn application_id(mut self, id: &str) -> Self {
+        self.application_id = id.to_string();
+        self
+    }
+    /// Partitions of every external topic not set with [`topic_partitions`](Self::topic_partitions). Default 1.
+    pub fn partitions(mut self, n: u32) -> Self {
+        assert!(n > 0, "a topic needs at least one partition");
+        self.default_partitions = n;
+        self
+    }
+    /// Partitions of one external topic.
+    pub fn topic_partitions(mut self, topic: &str, n: u32) -> Self {
+        assert!(n > 0, "a topic needs at least one partition");
+        self.partitions.insert(topic.to_string(), n);
+        self
+    }
+    /// Initial wall-clock time, epoch ms. Default 0.
+    pub fn wall_clock(mut self, ms: i64) -> Self {
+        self.wall_clock = ms;
+        self
+    }
+    /// Plans partitions (checking co-partitioning) and compiles every task.
+    pub fn build(self) -> Result<TestDriver, Error> {
+        let TestDriverBuilder { topology, application_id, default_partitions, partitions, wall_clock } = self;
+        let plan =
+            topology.plan(&application_id, &|t| Some(partitions.get(t).copied().unwrap_or(default_partitions)))?;
+        let ctx = |id: TaskId| {
+            TaskCtx::new(&application_id, id, topology.late.clone(), topology.deserialization.clone(), wall_clock)
+        };
+        let global_nodes: Vec<usize> = topology.globals.iter().flatten().copied().collect();
+        let global_id = TaskId { subtopology: usize::MAX, partition: 0 };
+        let global = if global_nodes.is_empty() {
+            None
+        } else {
+            Some(Task::compile(&topology.graph, &global_nodes, global_id, ctx(global_id), &HashMap::new())?)
+        };
+        let shared: HashMap<String, Rc<dyn Any>> = match &global {
+            Some(g) => g.store_handles.clone(),
+            None => HashMap::new(),
+        };
+        let mut tasks = BTreeMap::new();
+        let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
+        for &id in &plan.tasks {
+            let task = Task::compile(&topology.graph, &topology.subtopologies[id.subtopology], id, ctx(id), &shared)?;
+            if id.partition == 0 {
+                for t in task.source_topics() {
+                    consumers.entry(t.to_string()).or_default().push(id.subtopology);
+                }
+            }
+            tasks.insert(id, task);
+        }
+        let global_topics =
+            global.as_ref().map(|g| g.source_topics().map(str::to_string).collect()).unwrap_or_default();
+        let mut all_partitions = partitions;
+        all_partitions.extend(plan.partitions.clone());
+        let state = State {
+            default_partitions,
+            partitions: all_partitions,
+            tasks,
+            global,
+            global_topics,
+            consumers,
+            logs: HashMap::new(),
+            wall_clock,
+            application_id,
+        };
+        Ok(TestDriver { state: Rc::new(RefCell::new(state)) })
+    }
+}
+
+#[derive(Default)]
+struct Log {
+    /// (partition, offset, record) in append order.
+    records: Vec<(u32, u64, RawRecord)>,
+    next_offset: Vec<u64>,
+    round_robin: u32,
+}
+
+struct State {
+    application_id: String,
+    default_partitions: u32,
+    partitions: HashMap<String, u32>,
+    tasks: BTreeMap<TaskId, Task>,
+    global: Option<Task>,
+    global_topics: HashSet<String>,
+    consumers: HashMap<String, Vec<usize>>,
+    logs: HashMap<String, Log>,
+    wall_clock: i64,
+}
+
+impl State {
+    fn partition_count(&self, topic: &str) -> u32 {
+        self.partitions.get(topic).copied().unwrap_or(self.default_partitions)
+    }
+
+    /// Appends to a topic and hands the record to the tasks that read that partition.
+    fn append(&mut self, topic: &str, partition: Option<u32>, raw: RawRecord) -> Result<(), Error> {
+        let n = self.partition_count(topic);
+        let log = self.logs.entry(topic.to_string()).or_default();
+        log.next_offset.resize(n as usize, 0);
+        let p = match (partition, &raw.key) {
+            (Some(p), _) => p % n,
+            (None, Some(k)) => partition_for(k, n),
+            (None, None) => {
+                log.round_robin = (log.round_robin + 1) % n;
+                log.round_robin
+            }
+        };
+        let offset = log.next_offset[p as usize];
+        log.next_offset[p as usize] += 1;
+        log.records.push((p, offset, raw.clone()));
+        if self.global_topics.contains(topic) {
+            if let Some(g) = self.global.as_mut() {
+                g.enqueue(topic, p, offset, raw.clone())?;
+            }
+        }
+        if let Some(subs) = self.consumers.get(topic).cloned() {
+            for s in subs {
+                let id = TaskId { subtopology: s, partition: p };
+                let task = self.tasks.get_mut(&id).unwrap_or_else(|| panic!("no task {id} for {topic}[{p}]"));
+                task.enqueue(topic, p, offset, raw.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn route(&mut self, out: Vec<OutRecord>) -> Result<(), Error> {
+        for o in out {
+            let raw = RawRecord { key: o.key, value: o.value, timestamp: o.timestamp, headers: o.headers };
+            self.append(&o.topic, None, raw)?;
+        }
+        Ok(())
+    }
+
+    /// Processes until no task has buffered input.
+    fn run(&mut self) -> Result<(), Error> {
+        loop {
+            let mut progressed = false;
+            if let Some(g) = self.global.as_mut() {
+                while g.process_one() {
+                    progressed = true;
+                }
+                let out = g.take_output();
+                self.route(out)?;
+            }
+            let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+            for id in ids {
+                loop {
+                    let task = self.tasks.get_mut(&id).expect("task exists");
+                    let did = task.process_one();
+                    let out = task.take_output();
+                    self.route(out)?;
+                    if !did {
+                        break;
+                    }
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    fn handles(&self, store: &str) -> Vec<Rc<dyn Any>> {
+        let mut out: Vec<Rc<dyn Any>> =
+            self.tasks.values().filter_map(|t| t.store_handles.get(store).cloned()).collect();
+        if let Some(g) = &self.global {
+            if out.is_empty() {
+                out.extend(g.store_handles.get(store).cloned());
+            }
+        }
+        let mut seen = HashSet::new();
+        out.retain(|h| seen.insert(Rc::as_ptr(h) as *const () as usize));
+        out
+    }
+}
+
+/// Runs a topology deterministically in memory. See the [module docs](self).
+///
+/// ```
+/// use topology::{Consumed, Produced, Serdes, StreamsBuilder, TestDriver};
+///
+/// let mut builder = StreamsBuilder::new();
+/// builder
+///     .stream("in", Consumed::with(Serdes::string(), Serdes::i64()))
+///     .filter(|_, v| *v > 10)
+///     .to("out", Produced::with(Serdes::string(), Serdes::i64()));
+/// let driver = TestDriver::new(builder.build().unwrap());
+/// let input = driver.input_topic("in", Serdes::string(), Serdes::i64());
+/// let output = driver.output_topic("out", Serdes::string(), Serdes::i64());
+/// input.pipe("a".to_string(), 5, 0);
+/// input.pipe("b".to_string(), 50, 1);
+/// assert_eq!(output.read_key_values(), vec![("b".to_string(), 50)]);
+/// ```
+pub struct TestDriver {
+    state: Rc<RefCell<State>>,
+}
+
+impl std::fmt::Debug for TestDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDriver").field("tasks", &self.state.borrow().tasks.len()).finish()
+    }
+}
+
+impl TestDriver {
+    /// A driver with one partition per topic and application id `test-app`.
+    ///
+    /// # Panics
+    /// If the topology cannot be planned (use [`builder`](Self::builder) to get the error).
+    pub fn new(topology: Topology) -> TestDriver {
+        Self::builder(topology).build().expect("topology plans and compiles")
+    }
+
+    /// Configures a driver.
+    pub fn builder(topology: Topology) -> TestDriverBuilder {
+        TestDriverBuilder {
+            topology,
+            application_id: "test-app".into(),
+            default_partitions: 1,
+            partitions: HashMap::new(),
+            wall_clock: 0,
+        }
+    }
+
+    /// A handle to pipe typed records into `topic`.
+    pub fn input_topic<K, V>(
+        &self,
+        topic: &str,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> TestInputTopic<K, V> {
+        TestInputTopic { state: self.state.clone(), topic: topic.to_string(), key_serde, value_serde }
+    }
+
+    /// A handle to read typed records from `topic` (a resolved name: internal topics carry the app id).
+    pub fn output_topic<K, V>(
+        &self,
+        topic: &str,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> TestOutputTopic<K, V> {
+        TestOutputTopic {
+            state: self.state.clone(),
+            topic: topic.to_string(),
+            key_serde,
+            value_serde,
+            cursor: Cell::new(0),
+        }
+    }
+
+    /// Advances wall-clock time and fires wall-clock punctuations.
+    pub fn advance_wall_clock(&self, by: Duration) -> Result<(), Error> {
+        let mut s = self.state.borrow_mut();
+        s.wall_clock += by.as_millis() as i64;
+        let now = s.wall_clock;
+        let ids: Vec<TaskId> = s.tasks.keys().copied().collect();
+        for id in ids {
+            let task = s.tasks.get_mut(&id).expect("task exists");
+            task.advance_wall_clock(now);
+            let out = task.take_output();
+            s.route(out)?;
+        }
+        s.run()
+    }
+
+    /// Number of tasks (sub-topologies × partitions).
+    pub fn task_count(&self) -> usize {
+        self.state.borrow().tasks.len()
+    }
+
+    /// Partitions of a (resolved) topic.
+    pub fn partitions_of(&self, topic: &str) -> u32 {
+        self.state.borrow().partition_count(topic)
+    }
+
+    /// The application id.
+    pub fn application_id(&self) -> String {
+        self.state.borrow().application_id.clone()
+    }
+
+    /// Metrics summed over all tasks.
+    pub fn metrics(&self) -> TaskMetrics {
+        let s = self.state.borrow();
+        let mut total = TaskMetrics::default();
+        for t in s.tasks.values().chain(s.global.as_ref()) {
+            let m = &t.ctx.metrics;
+            total.processed += m.processed;
+            total.dead_lettered += m.dead_lettered;
+            for (k, v) in &m.late {
+                *total.late.entry(k.clone()).or_default() += v;
+            }
+        }
+        total
+    }
+
+    /// Records refused as late by `node`, over all tasks.
+    pub fn late_count(&self, node: &str) -> u64 {
+        self.metrics().late.get(node).copied().unwrap_or(0)
+    }
+
+    /// Everything written to the dead-letter topic `topic` (default `<app>-dlq`).
+    pub fn dead_letters(&self, topic: &str) -> Vec<DeadLetter> {
+        let s = self.state.borrow();
+        s.logs
+            .get(topic)
+            .map(|l| {
+                l.records
+                    .iter()
+                    .filter_map(|(_, _, r)| DeadLetter::from_parts(r.key.clone(), r.value.clone(), &r.headers))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every (partition, record) appended to `topic` so far, in order.
+    pub fn topic_records(&self, topic: &str) -> Vec<(u32, RawRecord)> {
+        let s = self.state.borrow();
+        s.logs.get(topic).map(|l| l.records.iter().map(|(p, _, r)| (*p, r.clone())).collect()).unwrap_or_default()
+    }
+
+    /// `key`'s value in key-value store `store` (whichever task owns it).
+    pub fn kv_get<K: Data, V: Data>(&self, store: &str, key: &K) -> Option<V> {
+        self.kv_handles::<K, V>(store).iter().find_map(|h| h.borrow().get(key))
+    }
+
+    /// Every entry of key-value store `store` over all tasks, by encoded key.
+    pub fn kv_all<K: Data, V: Data>(&self, store: &str) -> Vec<(K, V)> {
+        let mut all: Vec<(K, V)> = self.kv_handles::<K, V>(store).iter().flat_map(|h| h.borrow().all()).collect();
+        all.sort_by_cached_key(|(k, _)| encode(k));
+        all
+    }
+
+    fn kv_handles<K: Data, V: Data>(&self, store: &str) -> Vec<KeyValueStoreHandle<K, V>> {
+        self.typed(store)
+    }
+
+    fn typed<H: Clone + 'static>(&self, store: &str) -> Vec<H> {
+        let handles = self.state.borrow().handles(store);
+        assert!(!handles.is_empty(), "no store `{store}`");
+        handles
+            .iter()
+            .map(|h| h.downcast_ref::<H>().cloned().unwrap_or_else(|| panic!("store `{store}` has other types")))
+            .collect()
+    }
+
+    /// Every window of window store `store` over all tasks: (key, window start, value).
+    pub fn window_all<K: Data, V: Data>(&self, store: &str) -> Vec<(K, i64, V)> {
+        let mut all: Vec<(K, i64, V)> = self
+            .typed::<WindowStoreHandle<K, V>>(store)
+            .iter()
+            .flat_map(|h| h.borrow().fetch_all(i64::MIN, i64::MAX))
+            .collect();
+        all.sort_by_cached_key(|(k, t, _)| (*t, encode(k)));
+        all
+    }
+
+    /// Every session of session store `store` over all tasks: (key, window, value).
+    pub fn session_all<K: Data, V: Data>(&self, store: &str) -> Vec<(K, Window, V)> {
+        let mut all: Vec<(K, Window, V)> = self
+            .typed::<SessionStoreHandle<K, V>>(store)
+            .iter()
+            .flat_map(|h| h.borrow().fetch_ending(i64::MIN, i64::MAX))
+            .collect();
+        all.sort_by_cached_key(|(k, w, _)| (w.end, encode(k), w.start));
+        all
+    }
+
+    /// Approximate number of entries in `store` over all tasks.
+    pub fn store_entries(&self, store: &str) -> u64 {
+        let s = self.state.borrow();
+        s.tasks
+            .values()
+            .chain(s.global.as_ref())
+            .flat_map(|t| t.stores.iter())
+            .filter(|st| st.borrow().name() == store)
+            .map(|st| st.borrow().approximate_num_entries())
+            .sum()
+    }
+}
+
+/// Pipes typed records into a topic of a [`TestDriver`].
+pub struct TestInputTopic<K, V> {
+    state: Rc<RefCell<State>>,
+    topic: String,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+}
+
+impl<K, V> std::fmt::Debug for TestInputTopic<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestInputTopic").field("topic", &self.topic).finish()
+    }
+}
+
+impl<K: 'static, V: 'static> TestInputTopic<K, V> {
+    /// Pipes one record and processes it to completion.
+    ///
+    /// # Panics
+    /// If processing fails (only possible with `DeserializationPolicy::Fail`; see [`try_pipe`](Self::try_pipe)).
+    pub fn pipe(&self, key: K, value: V, timestamp: i64) {
+        self.try_pipe(key, value, timestamp).expect("processing failed")
+    }
+
+    /// Pipes one record; returns processing errors instead of panicking.
+    pub fn try_pipe(&self, key: K, value: V, timestamp: i64) -> Result<(), Error> {
+        let raw = RawRecord {
+            key: self.key_serde.serialize(&key),
+            value: self.value_serde.serialize(&value),
+            timestamp,
+            headers: Headers::default(),
+        };
+        self.try_pipe_raw(raw)
+    }
+
+    /// Pipes raw bytes (for example a record that does not decode).
+    pub fn try_pipe_raw(&self, raw: RawRecord) -> Result<(), Error> {
+        let mut s = self.state.borrow_mut();
+        s.append(&self.topic, None, raw)?;
+        s.run()
+    }
+
+    /// Pipes raw key and value bytes.
+    ///
+    /// # Panics
+    /// If processing fails.
+    pub fn pipe_raw(&self, key: Option<&[u8]>, value: Option<&[u8]>, timestamp: i64) {
+        let raw = RawRecord {
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            timestamp,
+            headers: Headers::default(),
+        };
+        self.try_pipe_raw(raw).expect("processing failed")
+    }
+}
+
+/// A record read from a [`TestOutputTopic`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRecord<K, V> {
+    /// Key.
+    pub key: K,
+    /// Value.
+    pub value: V,
+    /// Timestamp.
+    pub timestamp: i64,
+    /// Partition it was written to.
+    pub partition: u32,
+    /// Headers.
+    pub headers: Headers,
+}
+
+/// Reads typed records from a topic of a [`TestDriver`], in the order they were written.
+pub struct TestOutputTopic<K, V> {
+    state: Rc<RefCell<State>>,
+    topic: String,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    cursor: Cell<usize>,
+}
+
+impl<K, V> std::fmt::Debug for TestOutputTopic<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestOutputTopic").field("topic", &self.topic).finish()
+    }
+}
+
+impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
+    /// The next unread record.
+    ///
+    /// # Panics
+    /// If the record does not decode with this topic's serdes.
+    pub fn read_record(&self) -> Option<TestRecord<K, V>> {
+        let s = self.state.borrow();
+        let log = s.logs.get(&self.topic)?;
+        let (p, _, raw) = log.records.get(self.cursor.get())?;
+        self.cursor.set(self.cursor.get() + 1);
+        let key =
+            self.key_serde.deserialize(raw.key.as_deref()).unwrap_or_else(|e| panic!("key on {}: {e}", self.topic));
+        let value = self
+            .value_serde
+            .deserialize(raw.value.as_deref())
+            .unwrap_or_else(|e| panic!("value on {}: {e}", self.topic));
+        Some(TestRecord { key, value, timestamp: raw.timestamp, partition: *p, headers: raw.headers.clone() })
+    }
+
+    /// Every unread record.
+    pub fn read_records(&self) -> Vec<TestRecord<K, V>> {
+        std::iter::from_fn(|| self.read_record()).collect()
+    }
+
+    /// Every unread (key, value).
+    pub fn read_key_values(&self) -> Vec<(K, V)> {
+        self.read_records().into_iter().map(|r| (r.key, r.value)).collect()
+    }
+
+    /// Every unread value.
+    pub fn read_values(&self) -> Vec<V> {
+        self.read_records().into_iter().map(|r| r.value).collect()
+    }
+
+    /// True when everything written has been read.
+    pub fn is_empty(&self) -> bool {
+        let s = self.state.borrow();
+        s.logs.get(&self.topic).is_none_or(|l| l.records.len() <= self.cursor.get())
+    }
+}

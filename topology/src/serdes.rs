@@ -1,0 +1,195 @@
+//! Serdes: how typed keys and values become bytes on topics and back.
+//!
+//! A [`Serde<T>`] works on `Option<&[u8]>` so that Kafka's `null` (no key, or a tombstone value) has a
+//! typed meaning: `()` keys and `Option<V>` values map to it. Start with [`Serdes`].
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::DecodeError;
+
+/// Turns a `T` into the bytes of a record's key or value and back. `None` is Kafka's `null`.
+pub trait Serde<T>: Send + Sync + 'static {
+    /// Encodes `value`; `None` writes a `null`.
+    fn serialize(&self, value: &T) -> Option<Vec<u8>>;
+    /// Decodes bytes (`None` for `null`).
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, DecodeError>;
+}
+
+/// A shared serde, as stored in [`Consumed`](crate::Consumed) and friends.
+pub type SerdeRef<T> = Arc<dyn Serde<T>>;
+
+/// Constructors of the serdes the crate ships.
+///
+/// ```
+/// use topology::Serdes;
+/// let s = Serdes::string();
+/// assert_eq!(s.serialize(&"hi".to_string()), Some(b"hi".to_vec()));
+/// ```
+#[derive(Debug)]
+pub struct Serdes;
+
+impl Serdes {
+    /// UTF-8 text, as Kafka's `StringSerde`.
+    pub fn string() -> SerdeRef<String> {
+        Arc::new(StringSerde)
+    }
+    /// JSON through serde_json.
+    pub fn json<T: Serialize + DeserializeOwned + 'static>() -> SerdeRef<T> {
+        Arc::new(Json(PhantomData))
+    }
+    /// Compact binary through bincode 2 (the default for internal topics and stores).
+    pub fn bincode<T: Serialize + DeserializeOwned + 'static>() -> SerdeRef<T> {
+        Arc::new(Bincode(PhantomData))
+    }
+    /// 8-byte big-endian integers, as Kafka's `LongSerde`.
+    pub fn i64() -> SerdeRef<i64> {
+        Arc::new(I64Serde)
+    }
+    /// Raw bytes, unchanged.
+    pub fn bytes() -> SerdeRef<Vec<u8>> {
+        Arc::new(BytesSerde)
+    }
+    /// The unit key: always `null`.
+    pub fn unit() -> SerdeRef<()> {
+        Arc::new(UnitSerde)
+    }
+    /// `Option<T>` where `None` is `null` (a tombstone) and `Some` uses `inner`.
+    pub fn optional<T: 'static>(inner: SerdeRef<T>) -> SerdeRef<Option<T>> {
+        Arc::new(OptionSerde(inner))
+    }
+}
+
+fn require(bytes: Option<&[u8]>) -> Result<&[u8], DecodeError> {
+    bytes.ok_or_else(|| DecodeError::new("unexpected null"))
+}
+
+struct StringSerde;
+impl Serde<String> for StringSerde {
+    fn serialize(&self, value: &String) -> Option<Vec<u8>> {
+        Some(value.as_bytes().to_vec())
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<String, DecodeError> {
+        String::from_utf8(require(bytes)?.to_vec()).map_err(|e| DecodeError::new(format!("invalid UTF-8: {e}")))
+    }
+}
+
+struct Json<T>(PhantomData<fn() -> T>);
+impl<T: Serialize + DeserializeOwned + 'static> Serde<T> for Json<T> {
+    fn serialize(&self, value: &T) -> Option<Vec<u8>> {
+        Some(serde_json::to_vec(value).expect("serde_json serializes serde types"))
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, DecodeError> {
+        let bytes = bytes.unwrap_or(b"null");
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::new(format!("invalid JSON: {e}")))
+    }
+}
+
+struct Bincode<T>(PhantomData<fn() -> T>);
+impl<T: Serialize + DeserializeOwned + 'static> Serde<T> for Bincode<T> {
+    fn serialize(&self, value: &T) -> Option<Vec<u8>> {
+        Some(encode(value))
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, DecodeError> {
+        decode(require(bytes)?)
+    }
+}
+
+struct I64Serde;
+impl Serde<i64> for I64Serde {
+    fn serialize(&self, value: &i64) -> Option<Vec<u8>> {
+        Some(value.to_be_bytes().to_vec())
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<i64, DecodeError> {
+        let b: [u8; 8] = require(bytes)?.try_into().map_err(|_| DecodeError::new("an i64 needs exactly 8 bytes"))?;
+        Ok(i64::from_be_bytes(b))
+    }
+}
+
+struct BytesSerde;
+impl Serde<Vec<u8>> for BytesSerde {
+    fn serialize(&self, value: &Vec<u8>) -> Option<Vec<u8>> {
+        Some(value.clone())
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Vec<u8>, DecodeError> {
+        Ok(require(bytes)?.to_vec())
+    }
+}
+
+struct UnitSerde;
+impl Serde<()> for UnitSerde {
+    fn serialize(&self, _: &()) -> Option<Vec<u8>> {
+        None
+    }
+    fn deserialize(&self, _: Option<&[u8]>) -> Result<(), DecodeError> {
+        Ok(())
+    }
+}
+
+struct OptionSerde<T>(SerdeRef<T>);
+impl<T: 'static> Serde<Option<T>> for OptionSerde<T> {
+    fn serialize(&self, value: &Option<T>) -> Option<Vec<u8>> {
+        value.as_ref().and_then(|v| self.0.serialize(v))
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Option<T>, DecodeError> {
+        match bytes {
+            None => Ok(None),
+            Some(b) => self.0.deserialize(Some(b)).map(Some),
+        }
+    }
+}
+
+impl fmt::Debug for dyn Serde<String> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Serde")
+    }
+}
+
+const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+/// Encodes with bincode 2's standard configuration (self-delimiting, so encodings are prefix-free).
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, CONFIG).expect("bincode encodes serde types")
+}
+
+/// Appends the bincode encoding of `value` to `buf`.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) {
+    bincode::serde::encode_into_std_write(value, buf, CONFIG).expect("bincode encodes serde types");
+}
+
+/// Decodes a whole bincode value.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    bincode::serde::decode_from_slice(bytes, CONFIG)
+        .map(|(v, _)| v)
+        .map_err(|e| DecodeError::new(format!("invalid bincode: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_serde_maps_none_to_null() {
+        let s = Serdes::optional(Serdes::string());
+        assert_eq!(s.serialize(&None), None);
+        assert_eq!(s.deserialize(None).unwrap(), None);
+        assert_eq!(s.deserialize(Some(b"x")).unwrap(), Some("x".to_string()));
+    }
+
+    #[test]
+    fn bad_json_is_an_error_not_a_panic() {
+        let s = Serdes::json::<u32>();
+        assert!(s.deserialize(Some(b"{oops")).unwrap_err().0.contains("invalid JSON"));
+    }
+
+    #[test]
+    fn bincode_encodings_are_prefix_free_for_strings() {
+        let a = encode(&"a".to_string());
+        let ab = encode(&"ab".to_string());
+        assert!(!ab.starts_with(&a));
+    }
+}

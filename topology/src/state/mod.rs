@@ -1,0 +1,225 @@
+//! State stores: the traits operators and processors use, and [`Stores`] to declare them.
+//!
+//! Keys are encoded with bincode (prefix-free), composite keys append an order-preserving timestamp, so the
+//! same layout serves the in-memory stores here and persistent stores behind a cache and a changelog.
+//! Values are kept typed in memory. Window and session stores are split into time segments and drop whole
+//! segments once they fall out of retention, so state stays bounded on an unbounded stream.
+
+mod memory;
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub(crate) use memory::{InMemoryKeyValueStore, InMemorySessionStore, InMemoryWindowStore};
+
+use crate::window::Window;
+
+/// Values that can live in stores and internal topics: cloneable and serde-serializable.
+pub trait Data: Clone + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Serialize + DeserializeOwned + 'static> Data for T {}
+
+/// What every store can do regardless of its shape.
+pub trait StateStore {
+    /// The store's name (also the base of its changelog topic).
+    fn name(&self) -> &str;
+    /// Writes buffered state down (a no-op for in-memory stores).
+    fn flush(&mut self) -> crate::Result<()>;
+    /// Number of entries, approximately.
+    fn approximate_num_entries(&self) -> u64;
+}
+
+/// A key-value store.
+pub trait KeyValueStore<K, V>: StateStore {
+    /// The value for `key`.
+    fn get(&self, key: &K) -> Option<V>;
+    /// Inserts or replaces.
+    fn put(&mut self, key: &K, value: V);
+    /// Removes and returns the old value.
+    fn delete(&mut self, key: &K) -> Option<V>;
+    /// Every entry, ordered by encoded key.
+    fn all(&self) -> Vec<(K, V)>;
+}
+
+/// A store of values per (key, window start).
+pub trait WindowStore<K, V>: StateStore {
+    /// The value of `key`'s window starting at `start`.
+    fn fetch(&self, key: &K, start: i64) -> Option<V>;
+    /// `key`'s windows whose start is in `[from, to]`, by start.
+    fn fetch_range(&self, key: &K, from: i64, to: i64) -> Vec<(i64, V)>;
+    /// Every key's windows whose start is in `[from, to]`, by (start, encoded key).
+    fn fetch_all(&self, from: i64, to: i64) -> Vec<(K, i64, V)>;
+    /// Inserts or replaces a window's value.
+    fn put(&mut self, key: &K, start: i64, value: V);
+    /// Removes one window.
+    fn remove(&mut self, key: &K, start: i64);
+    /// Drops every window that starts before `start` (whole segments at a time, at least).
+    fn expire_before(&mut self, start: i64);
+}
+
+/// A store of session windows per key.
+pub trait SessionStore<K, V>: StateStore {
+    /// `key`'s sessions with `end >= earliest_end` and `start <= latest_start`, by end.
+    fn find_sessions(&self, key: &K, earliest_end: i64, latest_start: i64) -> Vec<(Window, V)>;
+    /// Every key's sessions whose end is in `[from, to]`, by (end, encoded key).
+    fn fetch_ending(&self, from: i64, to: i64) -> Vec<(K, Window, V)>;
+    /// Inserts or replaces a session.
+    fn put(&mut self, key: &K, window: Window, value: V);
+    /// Removes a session.
+    fn remove(&mut self, key: &K, window: Window);
+    /// Drops sessions that end before `end` (whole segments at a time, at least).
+    fn expire_before(&mut self, end: i64);
+}
+
+/// The kind of a declared store, for descriptions and runtimes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// [`KeyValueStore`].
+    KeyValue,
+    /// [`WindowStore`].
+    Window,
+    /// [`SessionStore`].
+    Session,
+}
+
+type MakeStore = dyn Fn() -> (Rc<dyn Any>, Rc<RefCell<dyn StateStore>>) + Send + Sync;
+
+/// A declared store: its name, kind, whether it is changelogged, and how a task creates its instance.
+#[derive(Clone)]
+pub struct StoreBuilder {
+    pub(crate) name: String,
+    pub(crate) kind: StoreKind,
+    pub(crate) logging: bool,
+    pub(crate) make: Arc<MakeStore>,
+}
+
+impl fmt::Debug for StoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreBuilder")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("logging", &self.logging)
+            .finish()
+    }
+}
+
+impl StoreBuilder {
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The store's kind.
+    pub fn kind(&self) -> StoreKind {
+        self.kind
+    }
+    /// Turns the changelog off (state is then lost with the task's directory).
+    pub fn without_logging(mut self) -> Self {
+        self.logging = false;
+        self
+    }
+    /// True when the store is mirrored to a changelog topic.
+    pub fn logging(&self) -> bool {
+        self.logging
+    }
+}
+
+/// A typed handle to a key-value store, as a processor gets it from [`ProcessorInit`](crate::ProcessorInit).
+pub type KeyValueStoreHandle<K, V> = Rc<RefCell<dyn KeyValueStore<K, V>>>;
+/// A typed handle to a window store.
+pub type WindowStoreHandle<K, V> = Rc<RefCell<dyn WindowStore<K, V>>>;
+/// A typed handle to a session store.
+pub type SessionStoreHandle<K, V> = Rc<RefCell<dyn SessionStore<K, V>>>;
+
+/// Declares stores for [`StreamsBuilder::add_state_store`](crate::StreamsBuilder::add_state_store).
+///
+/// ```
+/// use topology::{Stores, StoreKind};
+/// let s = Stores::key_value::<String, u64>("counts");
+/// assert_eq!(s.kind(), StoreKind::KeyValue);
+/// ```
+#[derive(Debug)]
+pub struct Stores;
+
+impl Stores {
+    /// A key-value store.
+    pub fn key_value<K: Data, V: Data>(name: impl Into<String>) -> StoreBuilder {
+        let name = name.into();
+        let n = name.clone();
+        StoreBuilder {
+            name,
+            kind: StoreKind::KeyValue,
+            logging: true,
+            make: Arc::new(move || {
+                let s = Rc::new(RefCell::new(InMemoryKeyValueStore::<K, V>::new(&n)));
+                let typed: KeyValueStoreHandle<K, V> = s.clone();
+                (Rc::new(typed) as Rc<dyn Any>, s as Rc<RefCell<dyn StateStore>>)
+            }),
+        }
+    }
+    /// A window store keeping windows for `retention` ms (at least window size + grace).
+    pub fn window<K: Data, V: Data>(name: impl Into<String>, retention: i64) -> StoreBuilder {
+        let name = name.into();
+        let n = name.clone();
+        StoreBuilder {
+            name,
+            kind: StoreKind::Window,
+            logging: true,
+            make: Arc::new(move || {
+                let s = Rc::new(RefCell::new(InMemoryWindowStore::<K, V>::new(&n, retention)));
+                let typed: WindowStoreHandle<K, V> = s.clone();
+                (Rc::new(typed) as Rc<dyn Any>, s as Rc<RefCell<dyn StateStore>>)
+            }),
+        }
+    }
+    /// A session store keeping sessions for `retention` ms after they end.
+    pub fn session<K: Data, V: Data>(name: impl Into<String>, retention: i64) -> StoreBuilder {
+        let name = name.into();
+        let n = name.clone();
+        StoreBuilder {
+            name,
+            kind: StoreKind::Session,
+            logging: true,
+            make: Arc::new(move || {
+                let s = Rc::new(RefCell::new(InMemorySessionStore::<K, V>::new(&n, retention)));
+                let typed: SessionStoreHandle<K, V> = s.clone();
+                (Rc::new(typed) as Rc<dyn Any>, s as Rc<RefCell<dyn StateStore>>)
+            }),
+        }
+    }
+}
+
+/// Appends `ts` so that byte order equals numeric order (sign bit flipped, big-endian).
+pub(crate) fn push_ts(buf: &mut Vec<u8>, ts: i64) {
+    buf.extend_from_slice(&((ts as u64) ^ (1 << 63)).to_be_bytes());
+}
+
+/// Reads a timestamp written by [`push_ts`].
+pub(crate) fn read_ts(bytes: &[u8]) -> i64 {
+    let b: [u8; 8] = bytes[..8].try_into().expect("8 timestamp bytes");
+    (u64::from_be_bytes(b) ^ (1 << 63)) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_sort_as_bytes() {
+        let mut v: Vec<Vec<u8>> = [-5i64, 0, 3, i64::MIN, i64::MAX]
+            .iter()
+            .map(|&t| {
+                let mut b = Vec::new();
+                push_ts(&mut b, t);
+                b
+            })
+            .collect();
+        v.sort();
+        let back: Vec<i64> = v.iter().map(|b| read_ts(b)).collect();
+        assert_eq!(back, vec![i64::MIN, -5, 0, 3, i64::MAX]);
+    }
+}

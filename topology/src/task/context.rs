@@ -1,0 +1,142 @@
+//! What operators see of their task while processing: time, the current record's origin, the record
+//! collector, metrics, and the late-record and dead-letter handlers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::handlers::{DeserializationPolicy, LateRecord, LateRecords};
+use super::TaskId;
+use crate::error::{DecodeError, Error};
+use crate::record::{Headers, RawRecord, Record, RecordMetadata};
+
+/// A record produced by a task, before the runtime picks its partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutRecord {
+    pub(crate) topic: Arc<str>,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) timestamp: i64,
+    pub(crate) headers: Headers,
+}
+
+/// Counters of one task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskMetrics {
+    /// Records taken from input queues and processed.
+    pub processed: u64,
+    /// Records that failed to deserialize and went to the dead-letter topic.
+    pub dead_lettered: u64,
+    /// Late records per node (window already closed).
+    pub late: BTreeMap<String, u64>,
+}
+
+pub(crate) struct TaskCtx {
+    pub(crate) application_id: String,
+    pub(crate) task: TaskId,
+    /// Highest timestamp this task has processed; `i64::MIN` before the first record.
+    pub(crate) stream_time: i64,
+    pub(crate) wall_clock: i64,
+    pub(crate) meta: RecordMetadata,
+    pub(crate) out: Vec<OutRecord>,
+    pub(crate) metrics: TaskMetrics,
+    pub(crate) late: LateRecords,
+    pub(crate) deserialization: DeserializationPolicy,
+    dlq_topic: Arc<str>,
+    late_topic: Option<Arc<str>>,
+}
+
+impl TaskCtx {
+    pub(crate) fn new(
+        application_id: &str,
+        task: TaskId,
+        late: LateRecords,
+        deserialization: DeserializationPolicy,
+        wall_clock: i64,
+    ) -> Self {
+        let dlq_topic = deserialization.topic(application_id).into();
+        let late_topic = late.topic().map(Arc::from);
+        TaskCtx {
+            application_id: application_id.to_string(),
+            task,
+            stream_time: i64::MIN,
+            wall_clock,
+            meta: RecordMetadata::default(),
+            out: Vec::new(),
+            metrics: TaskMetrics::default(),
+            late,
+            deserialization,
+            dlq_topic,
+            late_topic,
+        }
+    }
+
+    pub(crate) fn send(
+        &mut self,
+        topic: &Arc<str>,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        ts: i64,
+        headers: Headers,
+    ) {
+        self.out.push(OutRecord { topic: topic.clone(), key, value, timestamp: ts, headers });
+    }
+
+    /// Counts a late record against `node` and routes it to the late-records output.
+    pub(crate) fn late<K: Serialize, V: Serialize>(&mut self, node: &str, reason: &str, record: &Record<K, V>) {
+        *self.metrics.late.entry(node.to_string()).or_default() += 1;
+        if matches!(self.late, LateRecords::Count) {
+            return;
+        }
+        let late = LateRecord {
+            node: node.to_string(),
+            reason: reason.to_string(),
+            timestamp: record.timestamp,
+            stream_time: self.stream_time,
+            topic: self.meta.topic.clone(),
+            partition: self.meta.partition,
+            offset: self.meta.offset,
+            key: serde_json::to_value(&record.key).unwrap_or(serde_json::Value::Null),
+            value: serde_json::to_value(&record.value).unwrap_or(serde_json::Value::Null),
+        };
+        match (&self.late, &self.late_topic) {
+            (LateRecords::Callback(f), _) => f(&late),
+            (LateRecords::Topic(_), Some(topic)) => {
+                let topic = topic.clone();
+                let key = serde_json::to_vec(&late.key).ok();
+                let value = serde_json::to_vec(&late).ok();
+                self.send(&topic, key, value, record.timestamp, Headers::default());
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies the deserialization policy to a record that could not be decoded.
+    pub(crate) fn dead_letter(
+        &mut self,
+        meta: &RecordMetadata,
+        raw: RawRecord,
+        error: DecodeError,
+    ) -> crate::Result<()> {
+        match self.deserialization {
+            DeserializationPolicy::Fail => Err(Error::Deserialization {
+                topic: meta.topic.clone(),
+                partition: meta.partition,
+                offset: meta.offset,
+                source: error,
+            }),
+            DeserializationPolicy::DeadLetter { .. } => {
+                self.metrics.dead_lettered += 1;
+                let mut headers = raw.headers;
+                headers.add("dlq.error", error.0.into_bytes());
+                headers.add("dlq.topic", meta.topic.clone().into_bytes());
+                headers.add("dlq.partition", meta.partition.to_string().into_bytes());
+                headers.add("dlq.offset", meta.offset.to_string().into_bytes());
+                let topic = self.dlq_topic.clone();
+                self.send(&topic, raw.key, raw.value, raw.timestamp, headers);
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Tasks: one per (sub-topology, partition), the unit every runtime schedules.
+//!
+//! ```text
+//!  Created ──compile──▶ Running ◀──────────────┐
+//!                         │ enqueue(raw)        │ process_one(): pick the buffered record with the lowest
+//!                         ▼                     │ timestamp, advance stream time, push it through the
+//!                       (decode, DLQ) ──────────┘ typed operators, then fire due punctuations
+//! ```
+//! A task owns its source nodes (each a typed queue), its operators, its stores and a record collector
+//! (`TaskCtx::out`) that the runtime drains into topics.
+
+mod context;
+mod handlers;
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+pub use context::TaskMetrics;
+pub(crate) use context::{OutRecord, TaskCtx};
+pub use handlers::{DeadLetter, DeserializationPolicy, LateRecord, LateRecords};
+
+use crate::graph::{BuildCtx, Graph};
+use crate::record::{RawRecord, Record, RecordMetadata};
+use crate::state::StateStore;
+
+/// A typed operator input.
+pub(crate) trait Downstream<K, V> {
+    fn push(&mut self, ctx: &mut TaskCtx, record: Record<K, V>);
+}
+
+/// A typed operator input shared by its parents.
+pub(crate) type Handle<K, V> = Rc<RefCell<dyn Downstream<K, V>>>;
+
+/// The children of a node: clones the record for all but the last child.
+pub(crate) struct Forward<K, V> {
+    children: Vec<Handle<K, V>>,
+}
+
+impl<K, V> Forward<K, V> {
+    pub(crate) fn new(children: Vec<Handle<K, V>>) -> Self {
+        Forward { children }
+    }
+}
+
+impl<K: Clone, V: Clone> Forward<K, V> {
+    pub(crate) fn push(&self, ctx: &mut TaskCtx, record: Record<K, V>) {
+        if let Some((last, rest)) = self.children.split_last() {
+            for c in rest {
+                c.borrow_mut().push(ctx, record.clone());
+            }
+            last.borrow_mut().push(ctx, record);
+        }
+    }
+    pub(crate) fn at(&self, i: usize) -> &Handle<K, V> {
+        &self.children[i]
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.children.len()
+    }
+}
+
+/// Time-driven hooks of an operator.
+pub(crate) trait Punctuator {
+    /// Stream time moved forward (called after the record that moved it).
+    fn stream_time_advanced(&mut self, _ctx: &mut TaskCtx) {}
+    /// Wall-clock time moved forward.
+    fn wall_clock_advanced(&mut self, _ctx: &mut TaskCtx) {}
+}
+
+/// A source node: decodes raw records into its typed queue and feeds them to its children.
+pub(crate) trait SourceNode {
+    /// Decodes and buffers; a record that cannot be decoded goes to the dead-letter handler.
+    fn enqueue(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, raw: RawRecord) -> crate::Result<()>;
+    /// Timestamp of the next buffered record.
+    fn head_timestamp(&self) -> Option<i64>;
+    /// Processes the next buffered record.
+    fn process_next(&mut self, ctx: &mut TaskCtx);
+}
+
+/// Identifies a task: sub-topology and partition, shown as `0_3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskId {
+    /// Sub-topology number.
+    pub subtopology: usize,
+    /// Partition number.
+    pub partition: u32,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
+/// A compiled task.
+pub(crate) struct Task {
+    pub(crate) id: TaskId,
+    pub(crate) ctx: TaskCtx,
+    sources: Vec<(String, Box<dyn SourceNode>)>,
+    punctuators: Vec<Rc<RefCell<dyn Punctuator>>>,
+    pub(crate) stores: Vec<Rc<RefCell<dyn StateStore>>>,
+    pub(crate) store_handles: HashMap<String, Rc<dyn Any>>,
+}
+
+impl Task {
+    /// Compiles the nodes `node_ids` of `graph` into a task. `shared_stores` are the global stores.
+    pub(crate) fn compile(
+        graph: &Graph,
+        node_ids: &[usize],
+        id: TaskId,
+        ctx: TaskCtx,
+        shared_stores: &HashMap<String, Rc<dyn Any>>,
+    ) -> crate::Result<Task> {
+        let mut stores = Vec::new();
+        let mut handles: HashMap<String, Rc<dyn Any>> = shared_stores.clone();
+        for &n in node_ids {
+            for s in &graph.nodes[n].stores {
+                if handles.contains_key(s) {
+                    continue;
+                }
+                let b = &graph.stores[s];
+                let (typed, erased) = (b.make)();
+                handles.insert(s.clone(), typed);
+                stores.push(erased);
+            }
+        }
+        let children = graph.children();
+        let application_id = ctx.application_id.clone();
+        let mut inputs = HashMap::new();
+        let mut sources = Vec::new();
+        let mut punctuators = Vec::new();
+        let mut ids = node_ids.to_vec();
+        ids.sort_unstable_by(|a, b| b.cmp(a)); // children before parents: a child's id is always larger
+        for n in ids {
+            let def = &graph.nodes[n];
+            let mut b = BuildCtx {
+                node: n,
+                node_name: &def.name,
+                application_id: &application_id,
+                children: &children,
+                inputs: &mut inputs,
+                stores: &handles,
+                sources: &mut sources,
+                punctuators: &mut punctuators,
+            };
+            let ports = (def.factory)(&mut b)?;
+            inputs.insert(n, ports);
+        }
+        sources.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Task { id, ctx, sources, punctuators, stores, store_handles: handles })
+    }
+
+    /// The resolved topics this task reads.
+    pub(crate) fn source_topics(&self) -> impl Iterator<Item = &str> {
+        self.sources.iter().map(|(t, _)| t.as_str())
+    }
+
+    /// Decodes and buffers one record of `topic`.
+    pub(crate) fn enqueue(&mut self, topic: &str, partition: u32, offset: u64, raw: RawRecord) -> crate::Result<()> {
+        let meta = RecordMetadata { topic: topic.to_string(), partition, offset };
+        let src = self
+            .sources
+            .iter_mut()
+            .find(|(t, _)| t == topic)
+            .unwrap_or_else(|| panic!("task {} does not read topic `{topic}`", self.id));
+        src.1.enqueue(&mut self.ctx, meta, raw)
+    }
+
+    /// Processes the buffered record with the lowest timestamp (ties: first source); false when idle.
+    pub(crate) fn process_one(&mut self) -> bool {
+        let mut best: Option<(i64, usize)> = None;
+        for (i, (_, s)) in self.sources.iter().enumerate() {
+            if let Some(ts) = s.head_timestamp() {
+                if best.is_none_or(|(b, _)| ts < b) {
+                    best = Some((ts, i));
+                }
+            }
+        }
+        let Some((ts, i)) = best else { return false };
+        let advanced = ts > self.ctx.stream_time;
+        if advanced {
+            self.ctx.stream_time = ts;
+        }
+        self.ctx.metrics.processed += 1;
+        self.sources[i].1.process_next(&mut self.ctx);
+        if advanced {
+            for p in &self.punctuators {
+                p.borrow_mut().stream_time_advanced(&mut self.ctx);
+            }
+        }
+        true
+    }
+
+    /// Sets wall-clock time and fires wall-clock punctuations that are due.
+    pub(crate) fn advance_wall_clock(&mut self, now: i64) {
+        self.ctx.wall_clock = self.ctx.wall_clock.max(now);
+        for p in &self.punctuators {
+            p.borrow_mut().wall_clock_advanced(&mut self.ctx);
+        }
+    }
+
+    /// Takes the records produced since the last call.
+    pub(crate) fn take_output(&mut self) -> Vec<OutRecord> {
+        std::mem::take(&mut self.ctx.out)
+    }
+}
