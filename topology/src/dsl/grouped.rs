@@ -43,7 +43,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             "use `Materialized::as_(name)`",
         );
         let base = self.grouped.name.clone().unwrap_or_else(|| store.clone());
-        (store.clone(), self.stream.repartitioned_for(&base))
+        (store.clone(), self.stream.repartitioned_for(&base, None))
     }
 
     fn aggregate_with<A: Data>(
@@ -74,7 +74,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         });
         let id = inner.add_node(name, NodeKind::Processor, vec![(input_stream.node, 0)], vec![store.clone()], factory);
         drop(inner);
-        KTable::new(b, id, Some(store))
+        KTable::new(b, id, Some(store), input_stream.key_serde)
     }
 
     /// Counts records per key.
@@ -147,7 +147,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
             "use `Materialized::as_(name)`",
         );
         let base = self.grouped.name.clone().unwrap_or_else(|| store.clone());
-        let source = inner.add_repartition::<K, Change<V>>(self.node, base, None);
+        let source = inner.add_repartition::<K, Change<V>>(self.node, base, None, crate::Serdes::bincode());
         let mut builder = Stores::key_value::<K, A>(store.clone());
         if !materialized.logging {
             builder = builder.without_logging();
@@ -168,7 +168,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         });
         let id = inner.add_node(name, NodeKind::Processor, vec![(source, 0)], vec![store.clone()], factory);
         drop(inner);
-        KTable::new(self.b.clone(), id, Some(store))
+        KTable::new(self.b.clone(), id, Some(store), Some(crate::Serdes::bincode()))
     }
 
     /// Counts rows per new key (a replaced or deleted row is subtracted).

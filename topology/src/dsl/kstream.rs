@@ -18,6 +18,7 @@ use crate::ops::stream_stream_join::{Buffered, JoinKind, LeftInput, RightInput, 
 use crate::ops::stream_table_join::{KeyMapper, StreamTableJoin, ValueJoiner};
 use crate::processor::{Processor, ProcessorInit};
 use crate::record::Record;
+use crate::serdes::{SerdeRef, Serdes};
 use crate::state::{Data, Stores};
 use crate::task::Handle;
 use crate::window::JoinWindows;
@@ -30,12 +31,21 @@ pub struct KStream<K, V> {
     pub(crate) node: usize,
     /// Set after a key-changing operation: a grouping or join downstream must repartition first.
     pub(crate) repartition_required: bool,
+    /// How keys are encoded on the topic this stream came from, while the key is unchanged: a repartition
+    /// that must line up with that topic's partitions encodes keys the same way.
+    pub(crate) key_serde: Option<SerdeRef<K>>,
     _t: PhantomData<fn() -> (K, V)>,
 }
 
 impl<K, V> Clone for KStream<K, V> {
     fn clone(&self) -> Self {
-        KStream { b: self.b.clone(), node: self.node, repartition_required: self.repartition_required, _t: PhantomData }
+        KStream {
+            b: self.b.clone(),
+            node: self.node,
+            repartition_required: self.repartition_required,
+            key_serde: self.key_serde.clone(),
+            _t: PhantomData,
+        }
     }
 }
 
@@ -50,8 +60,15 @@ impl<K, V> std::fmt::Debug for KStream<K, V> {
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
-    pub(crate) fn new(b: Shared, node: usize, repartition_required: bool) -> Self {
-        KStream { b, node, repartition_required, _t: PhantomData }
+    pub(crate) fn new(b: Shared, node: usize, repartition_required: bool, key_serde: Option<SerdeRef<K>>) -> Self {
+        KStream { b, node, repartition_required, key_serde, _t: PhantomData }
+    }
+
+    /// A record-at-a-time operator that keeps the key (and so its encoding).
+    fn same_key<V2: Clone + 'static>(&self, prefix: &str, f: FlatMapFn<K, V, K, V2>) -> KStream<K, V2> {
+        let mut out = self.stateless(prefix, false, f);
+        out.key_serde = self.key_serde.clone();
+        out
     }
 
     /// Adds a record-at-a-time operator.
@@ -68,14 +85,13 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             Ok(vec![input(node)])
         });
         let id = inner.add_node(name, NodeKind::Processor, vec![(self.node, 0)], vec![], factory);
-        KStream::new(self.b.clone(), id, self.repartition_required || key_changed)
+        KStream::new(self.b.clone(), id, self.repartition_required || key_changed, None)
     }
 
     /// Keeps records for which `predicate` holds.
     pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
-        self.stateless(
+        self.same_key(
             "KSTREAM-FILTER",
-            false,
             Arc::new(move |r, emit| {
                 if predicate(&r.key, &r.value) {
                     emit(r)
@@ -86,9 +102,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
 
     /// Drops records for which `predicate` holds.
     pub fn filter_not(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
-        self.stateless(
+        self.same_key(
             "KSTREAM-FILTER",
-            false,
             Arc::new(move |r, emit| {
                 if !predicate(&r.key, &r.value) {
                     emit(r)
@@ -115,9 +130,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
 
     /// Replaces the value, keeping the key (no repartitioning needed).
     pub fn map_values<V2: Clone + 'static>(&self, f: impl Fn(V) -> V2 + Send + Sync + 'static) -> KStream<K, V2> {
-        self.stateless(
+        self.same_key(
             "KSTREAM-MAPVALUES",
-            false,
             Arc::new(move |r, emit| {
                 let Record { key, value, timestamp, headers } = r;
                 emit(Record { value: f(value), key, timestamp, headers })
@@ -130,9 +144,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         &self,
         f: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
     ) -> KStream<K, V2> {
-        self.stateless(
+        self.same_key(
             "KSTREAM-MAPVALUES",
-            false,
             Arc::new(move |r, emit| {
                 let Record { key, value, timestamp, headers } = r;
                 emit(Record { value: f(&key, value), key, timestamp, headers })
@@ -165,9 +178,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         V2: Clone + 'static,
         I: IntoIterator<Item = V2>,
     {
-        self.stateless(
+        self.same_key(
             "KSTREAM-FLATMAPVALUES",
-            false,
             Arc::new(move |r, emit| {
                 let Record { key, value, timestamp, headers } = r;
                 for value in f(value) {
@@ -191,9 +203,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
 
     /// Looks at each record and passes it on unchanged.
     pub fn peek(&self, f: impl Fn(&K, &V) + Send + Sync + 'static) -> KStream<K, V> {
-        self.stateless(
+        self.same_key(
             "KSTREAM-PEEK",
-            false,
             Arc::new(move |r, emit| {
                 f(&r.key, &r.value);
                 emit(r)
@@ -216,7 +227,12 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             Ok(vec![input(node)])
         });
         let id = inner.add_node(name, NodeKind::Processor, vec![(self.node, 0), (other.node, 0)], vec![], factory);
-        KStream::new(self.b.clone(), id, self.repartition_required || other.repartition_required)
+        KStream::new(
+            self.b.clone(),
+            id,
+            self.repartition_required || other.repartition_required,
+            self.key_serde.clone(),
+        )
     }
 
     /// Splits the stream into named branches; each record goes to the first branch whose predicate holds.
@@ -258,7 +274,9 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         P: Processor<K, V, KeyOut = K>,
         S: Fn() -> P + Send + Sync + 'static,
     {
-        self.add_process("KSTREAM-PROCESSVALUES", false, supplier, named, stores)
+        let mut out = self.add_process("KSTREAM-PROCESSVALUES", false, supplier, named, stores);
+        out.key_serde = self.key_serde.clone();
+        out
     }
 
     fn add_process<P, S>(
@@ -290,7 +308,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             Ok(vec![input::<K, V>(node)])
         });
         let id = inner.add_node(name, NodeKind::Processor, vec![(self.node, 0)], declared, factory);
-        KStream::new(self.b.clone(), id, self.repartition_required || key_changed)
+        KStream::new(self.b.clone(), id, self.repartition_required || key_changed, None)
     }
 }
 
@@ -304,17 +322,21 @@ impl<K: Data, V: Data> KStream<K, V> {
             "repartition",
             "use `Repartitioned::as_(name)`",
         );
-        let id = inner.add_repartition::<K, V>(self.node, base, repartitioned.partitions);
-        KStream::new(self.b.clone(), id, false)
+        let key_serde = self.key_serde.clone().unwrap_or_else(Serdes::bincode);
+        let id = inner.add_repartition::<K, V>(self.node, base, repartitioned.partitions, key_serde.clone());
+        KStream::new(self.b.clone(), id, false, Some(key_serde))
     }
 
-    /// The stream itself, or a repartitioned copy if a key-changing operation came before.
-    pub(crate) fn repartitioned_for(&self, base: &str) -> KStream<K, V> {
+    /// The stream itself, or a repartitioned copy if a key-changing operation came before. Keys on the
+    /// repartition topic are encoded with `key_serde` (to line up with the topic this stream is joined
+    /// with), else with this stream's own key serde, else with bincode.
+    pub(crate) fn repartitioned_for(&self, base: &str, key_serde: Option<SerdeRef<K>>) -> KStream<K, V> {
         if !self.repartition_required {
             return self.clone();
         }
-        let id = self.b.borrow_mut().add_repartition::<K, V>(self.node, base.to_string(), None);
-        KStream::new(self.b.clone(), id, false)
+        let key_serde = key_serde.or_else(|| self.key_serde.clone()).unwrap_or_else(Serdes::bincode);
+        let id = self.b.borrow_mut().add_repartition::<K, V>(self.node, base.to_string(), None, key_serde.clone());
+        KStream::new(self.b.clone(), id, false, Some(key_serde))
     }
 
     /// Groups by the current key, for aggregations.
@@ -331,20 +353,15 @@ impl<K: Data, V: Data> KStream<K, V> {
         KGroupedStream { stream: self.select_key(f), grouped }
     }
 
+    /// Adds a stream–table join node named `name` reading `self` (already repartitioned if needed).
     fn stream_table_join<TK: Data, T: Data, R: Clone + 'static>(
         &self,
-        prefix: &str,
-        named: Named,
+        name: String,
         (table_node, store): (Option<usize>, String),
         key_mapper: KeyMapper<K, V, TK>,
         joiner: ValueJoiner<V, T, R>,
         left: bool,
     ) -> KStream<K, R> {
-        let name = self.b.borrow_mut().node_name(named.name, prefix);
-        let stream = match table_node {
-            Some(_) => self.repartitioned_for(&name),
-            None => self.clone(),
-        };
         let mut inner = self.b.borrow_mut();
         let st = store.clone();
         let factory: Factory = Arc::new(move |b| {
@@ -358,11 +375,18 @@ impl<K: Data, V: Data> KStream<K, V> {
             Ok(vec![input::<K, V>(Rc::new(RefCell::new(node)))])
         });
         let stores = if table_node.is_some() { vec![store] } else { vec![] };
-        let id = inner.add_node(name.clone(), NodeKind::Processor, vec![(stream.node, 0)], stores, factory);
+        let id = inner.add_node(name.clone(), NodeKind::Processor, vec![(self.node, 0)], stores, factory);
         if let Some(t) = table_node {
-            inner.copartition(&name, &[stream.node, t]);
+            inner.copartition(&name, &[self.node, t]);
         }
-        KStream::new(self.b.clone(), id, false)
+        KStream::new(self.b.clone(), id, false, self.key_serde.clone())
+    }
+
+    /// Names a join node and repartitions this stream (keys encoded as on the table's topic) if needed.
+    fn prepare_table_join<T: Data>(&self, named: Named, prefix: &str, table: &KTable<K, T>) -> (String, KStream<K, V>) {
+        let name = self.b.borrow_mut().node_name(named.name, prefix);
+        let input = self.repartitioned_for(&name, table.key_serde.clone());
+        (name, input)
     }
 
     /// Joins each record with the table's current value for its key; records without one are dropped.
@@ -373,16 +397,10 @@ impl<K: Data, V: Data> KStream<K, V> {
         named: Named,
     ) -> KStream<K, R> {
         let table = table.materialized_for_join();
+        let (name, input) = self.prepare_table_join(named, "KSTREAM-JOIN", &table);
         let store = table.store.clone().expect("materialized");
         let joiner: ValueJoiner<V, T, R> = Arc::new(move |v, t| joiner(v, t.expect("inner join has a table value")));
-        self.stream_table_join(
-            "KSTREAM-JOIN",
-            named,
-            (Some(table.node), store),
-            Arc::new(|k: &K, _: &V| k.clone()),
-            joiner,
-            false,
-        )
+        input.stream_table_join(name, (Some(table.node), store), Arc::new(|k: &K, _: &V| k.clone()), joiner, false)
     }
 
     /// Joins each record with the table's current value for its key, `None` when there is none.
@@ -393,10 +411,10 @@ impl<K: Data, V: Data> KStream<K, V> {
         named: Named,
     ) -> KStream<K, R> {
         let table = table.materialized_for_join();
+        let (name, input) = self.prepare_table_join(named, "KSTREAM-LEFTJOIN", &table);
         let store = table.store.clone().expect("materialized");
-        self.stream_table_join(
-            "KSTREAM-LEFTJOIN",
-            named,
+        input.stream_table_join(
+            name,
             (Some(table.node), store),
             Arc::new(|k: &K, _: &V| k.clone()),
             Arc::new(joiner),
@@ -412,8 +430,9 @@ impl<K: Data, V: Data> KStream<K, V> {
         joiner: impl Fn(&V, &T) -> R + Send + Sync + 'static,
         named: Named,
     ) -> KStream<K, R> {
+        let name = self.b.borrow_mut().node_name(named.name, "KSTREAM-JOIN");
         let joiner: ValueJoiner<V, T, R> = Arc::new(move |v, t| joiner(v, t.expect("inner join has a table value")));
-        self.stream_table_join("KSTREAM-JOIN", named, (None, table.store.clone()), Arc::new(key_mapper), joiner, false)
+        self.stream_table_join(name, (None, table.store.clone()), Arc::new(key_mapper), joiner, false)
     }
 
     /// Joins with a global table through `key_mapper`, `None` when there is no match.
@@ -424,14 +443,8 @@ impl<K: Data, V: Data> KStream<K, V> {
         joiner: impl Fn(&V, Option<&T>) -> R + Send + Sync + 'static,
         named: Named,
     ) -> KStream<K, R> {
-        self.stream_table_join(
-            "KSTREAM-LEFTJOIN",
-            named,
-            (None, table.store.clone()),
-            Arc::new(key_mapper),
-            Arc::new(joiner),
-            true,
-        )
+        let name = self.b.borrow_mut().node_name(named.name, "KSTREAM-LEFTJOIN");
+        self.stream_table_join(name, (None, table.store.clone()), Arc::new(key_mapper), Arc::new(joiner), true)
     }
 
     fn stream_join<V2: Data, R: Clone + 'static>(
@@ -453,8 +466,13 @@ impl<K: Data, V: Data> KStream<K, V> {
             "stream-stream join",
             "use `StreamJoined::as_(name)`",
         );
-        let left = self.repartitioned_for(&format!("{base}-left"));
-        let right = other.repartitioned_for(&format!("{base}-right"));
+        // A repartitioned side encodes keys like the other side's topic, so equal keys meet.
+        let left = self.repartitioned_for(
+            &format!("{base}-left"),
+            other.key_serde.clone().filter(|_| !other.repartition_required),
+        );
+        let right = other
+            .repartitioned_for(&format!("{base}-right"), self.key_serde.clone().filter(|_| !self.repartition_required));
         let mut inner = self.b.borrow_mut();
         let (this_store, other_store) = (format!("{base}-this-join-store"), format!("{base}-other-join-store"));
         let retention = windows.before + windows.after + windows.grace;
@@ -485,7 +503,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             factory,
         );
         inner.copartition(&base, &[left.node, right.node]);
-        KStream::new(self.b.clone(), id, false)
+        KStream::new(self.b.clone(), id, false, left.key_serde.clone())
     }
 
     /// Inner windowed join with another stream.
@@ -582,7 +600,10 @@ impl<K: Clone + 'static, V: Clone + 'static> BranchedKStream<K, V> {
             });
             let id = inner.add_node(name.clone(), NodeKind::Processor, vec![(branch, 0)], vec![], factory);
             drop(inner);
-            out.insert(name, KStream::new(b.clone(), id, self.stream.repartition_required));
+            out.insert(
+                name,
+                KStream::new(b.clone(), id, self.stream.repartition_required, self.stream.key_serde.clone()),
+            );
         }
         out
     }

@@ -15,7 +15,7 @@ use crate::ops::stream_stream_join::JoinKind;
 use crate::ops::table::{Materialize, TableSource};
 use crate::ops::table_table_join::{LeftTable, RightTable, TableJoiner, TableTableJoin};
 use crate::record::{Change, Record};
-use crate::serdes::{encode, Serdes};
+use crate::serdes::{encode, SerdeRef, Serdes};
 use crate::state::{Data, Stores};
 use crate::task::Handle;
 
@@ -25,12 +25,20 @@ pub struct KTable<K, V> {
     pub(crate) node: usize,
     /// The key-value store holding the table, if it is materialized.
     pub(crate) store: Option<String>,
+    /// How keys are encoded on the table's topic (see `KStream::key_serde`).
+    pub(crate) key_serde: Option<SerdeRef<K>>,
     _t: PhantomData<fn() -> (K, V)>,
 }
 
 impl<K, V> Clone for KTable<K, V> {
     fn clone(&self) -> Self {
-        KTable { b: self.b.clone(), node: self.node, store: self.store.clone(), _t: PhantomData }
+        KTable {
+            b: self.b.clone(),
+            node: self.node,
+            store: self.store.clone(),
+            key_serde: self.key_serde.clone(),
+            _t: PhantomData,
+        }
     }
 }
 
@@ -68,6 +76,7 @@ pub(crate) fn table_source<K: Data, V: Data>(
 ) -> KTable<K, V> {
     let mut inner = b.borrow_mut();
     let Consumed { key_serde, value_serde, extractor, name } = consumed;
+    let table_key_serde = key_serde.clone();
     let consumed = Consumed {
         key_serde,
         value_serde: Serdes::optional(value_serde),
@@ -103,12 +112,12 @@ pub(crate) fn table_source<K: Data, V: Data>(
         inner.graph.nodes[id].global = true;
         inner.graph.global_stores.push(store.clone());
     }
-    KTable { b: b.clone(), node: id, store: Some(store), _t: PhantomData }
+    KTable { b: b.clone(), node: id, store: Some(store), key_serde: Some(table_key_serde), _t: PhantomData }
 }
 
 impl<K: Data, V: Data> KTable<K, V> {
-    pub(crate) fn new(b: Shared, node: usize, store: Option<String>) -> Self {
-        KTable { b, node, store, _t: PhantomData }
+    pub(crate) fn new(b: Shared, node: usize, store: Option<String>, key_serde: Option<SerdeRef<K>>) -> Self {
+        KTable { b, node, store, key_serde, _t: PhantomData }
     }
 
     fn change_op<V2: Data>(&self, prefix: &str, f: FlatMapFn<K, Change<V>, K, Change<V2>>) -> KTable<K, V2> {
@@ -120,7 +129,7 @@ impl<K: Data, V: Data> KTable<K, V> {
             Ok(vec![input(node)])
         });
         let id = inner.add_node(name, NodeKind::Processor, vec![(self.node, 0)], vec![], factory);
-        KTable::new(self.b.clone(), id, None)
+        KTable::new(self.b.clone(), id, None, self.key_serde.clone())
     }
 
     /// Keeps rows for which `predicate` holds (others read as deleted).
@@ -175,7 +184,7 @@ impl<K: Data, V: Data> KTable<K, V> {
             Ok(vec![input::<K, Change<V>>(Rc::new(RefCell::new(node)))])
         });
         let id = inner.add_node(name, NodeKind::Processor, vec![(self.node, 0)], vec![store.clone()], factory);
-        KTable::new(self.b.clone(), id, Some(store))
+        KTable::new(self.b.clone(), id, Some(store), self.key_serde.clone())
     }
 
     pub(crate) fn materialized_for_join(&self) -> KTable<K, V> {
@@ -200,7 +209,7 @@ impl<K: Data, V: Data> KTable<K, V> {
             Ok(vec![input(node)])
         });
         let id = inner.add_node(name, NodeKind::Processor, vec![(self.node, 0)], vec![], factory);
-        KStream::new(self.b.clone(), id, false)
+        KStream::new(self.b.clone(), id, false, self.key_serde.clone())
     }
 
     fn table_join<V2: Data, R: Data>(
@@ -244,7 +253,7 @@ impl<K: Data, V: Data> KTable<K, V> {
             inner.copartition(&name, &[left.node, right.node]);
             id
         };
-        let joined = KTable::new(self.b.clone(), id, None);
+        let joined = KTable::new(self.b.clone(), id, None, self.key_serde.clone());
         match materialized {
             Some(m) => joined.materialize(m),
             None => joined,

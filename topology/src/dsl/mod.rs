@@ -154,11 +154,12 @@ impl Inner {
         parent: usize,
         base: String,
         partitions: Option<u32>,
+        key_serde: SerdeRef<K>,
     ) -> usize {
         let topic = TopicName::internal(format!("{base}-repartition"));
         self.graph.repartition_topics.push((topic.clone(), partitions));
-        self.add_sink::<K, V>(parent, topic.clone(), None, crate::Serdes::bincode(), crate::Serdes::bincode());
-        self.add_source::<K, V>(topic, Consumed::with(crate::Serdes::bincode(), crate::Serdes::bincode()))
+        self.add_sink::<K, V>(parent, topic.clone(), None, key_serde.clone(), crate::Serdes::bincode());
+        self.add_source::<K, V>(topic, Consumed::with(key_serde, crate::Serdes::bincode()))
     }
 
     /// Records that the sources upstream of `nodes` must be co-partitioned for `node`.
@@ -247,8 +248,9 @@ impl StreamsBuilder {
         topic: &str,
         consumed: Consumed<K, V>,
     ) -> KStream<K, V> {
+        let key_serde = consumed.key_serde.clone();
         let id = self.inner.borrow_mut().add_source(TopicName::external(topic), consumed);
-        KStream::new(self.inner.clone(), id, false)
+        KStream::new(self.inner.clone(), id, false, Some(key_serde))
     }
 
     /// Reads `topic` as a changelog into a table (a `null` value deletes the key).

@@ -128,7 +128,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         inner.add_store(if materialized.logging { builder } else { builder.without_logging() });
         let id = inner.add_node(name, NodeKind::Processor, vec![(input_stream.node, 0)], vec![store], factory);
         drop(inner);
-        KTable::new(b, id, None)
+        KTable::new(b, id, None, None)
     }
 
     /// Counts records per key and window.
@@ -218,7 +218,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         });
         let id = inner.add_node(name, NodeKind::Processor, vec![(input_stream.node, 0)], vec![store], factory);
         drop(inner);
-        KTable::new(b, id, None)
+        KTable::new(b, id, None, None)
     }
 
     /// Counts records per session.

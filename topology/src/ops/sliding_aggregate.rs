@@ -3,7 +3,8 @@
 //! Windows are `[start, start + d]`, inclusive at both ends, and exist only where records are: each record
 //! at `t` gets a left window `[t - d, t]`, and a right window `[t + 1, t + 1 + d]` once a later record falls
 //! into it. So every distinct set of records within `d` of each other is aggregated exactly once. The
-//! store keeps, per window, the aggregate and the largest record timestamp in it.
+//! store keeps, per window, the aggregate and the largest record timestamp in it. A window is closed once
+//! its last millisecond lies before `stream time - grace`; a record is late when all its windows are.
 
 use crate::record::{Change, Record};
 use crate::state::{Data, WindowStoreHandle};
@@ -41,7 +42,7 @@ impl<K: Data, V: Data, A: Data> SlidingAggregate<K, V, A> {
         close: i64,
     ) -> bool {
         let w = self.window(start);
-        if w.end <= close {
+        if w.end < close {
             return false;
         }
         let agg = match state.0 {
@@ -67,7 +68,7 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SlidingAggregate<K, V, A> {
         let d = self.windows.time_difference;
         let t = r.timestamp;
         let close = ctx.stream_time.saturating_sub(self.windows.grace);
-        if t.saturating_add(d) <= close {
+        if t.saturating_add(d) < close {
             let reason = format!("every sliding window containing {t} closed at stream time {}", ctx.stream_time);
             ctx.late(&self.name, &reason, &r);
             return;
@@ -103,7 +104,7 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SlidingAggregate<K, V, A> {
             let s = prev + 1;
             if !starts.contains(&s) && s <= t && s + d >= t {
                 let w = self.window(s);
-                if w.end > close {
+                if w.end >= close {
                     let agg = (self.first)(&r.key, &r.value);
                     self.put_and_forward(ctx, &r, w, agg, t, None);
                 }
@@ -144,8 +145,8 @@ impl<K: Data, V: Data, A: Data> Punctuator for SlidingAggregate<K, V, A> {
         }
         if self.emit == EmitStrategy::OnWindowClose {
             let closed = self.store.borrow().fetch_all(self.done_upto.saturating_add(1), last_closed_start);
+            // Closed windows stay in the store (until retention): they seed later records' left windows.
             for (key, start, (agg, _)) in closed {
-                self.store.borrow_mut().remove(&key, start);
                 let window = self.window(start);
                 self.forward
                     .push(ctx, Record::new(Windowed { key, window }, Change { new: Some(agg), old: None }, window.end));

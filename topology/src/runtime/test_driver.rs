@@ -6,7 +6,7 @@
 //! every sub-topology it reaches) before `pipe` returns.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
@@ -95,6 +95,7 @@ impl TestDriverBuilder {
             global_topics,
             consumers,
             logs: HashMap::new(),
+            read: HashMap::new(),
             wall_clock,
             application_id,
         };
@@ -119,6 +120,8 @@ struct State {
     global_topics: HashSet<String>,
     consumers: HashMap<String, Vec<usize>>,
     logs: HashMap<String, Log>,
+    /// How far output topics have been read, per topic (shared by every handle, like Kafka's driver).
+    read: HashMap<String, usize>,
     wall_clock: i64,
 }
 
@@ -274,13 +277,7 @@ impl TestDriver {
         key_serde: SerdeRef<K>,
         value_serde: SerdeRef<V>,
     ) -> TestOutputTopic<K, V> {
-        TestOutputTopic {
-            state: self.state.clone(),
-            topic: topic.to_string(),
-            key_serde,
-            value_serde,
-            cursor: Cell::new(0),
-        }
+        TestOutputTopic { state: self.state.clone(), topic: topic.to_string(), key_serde, value_serde }
     }
 
     /// Advances wall-clock time and fires wall-clock punctuations.
@@ -484,13 +481,13 @@ pub struct TestRecord<K, V> {
     pub headers: Headers,
 }
 
-/// Reads typed records from a topic of a [`TestDriver`], in the order they were written.
+/// Reads typed records from a topic of a [`TestDriver`], in the order they were written. Reading
+/// consumes: every handle of one topic shares one position, as in Kafka Streams' driver.
 pub struct TestOutputTopic<K, V> {
     state: Rc<RefCell<State>>,
     topic: String,
     key_serde: SerdeRef<K>,
     value_serde: SerdeRef<V>,
-    cursor: Cell<usize>,
 }
 
 impl<K, V> std::fmt::Debug for TestOutputTopic<K, V> {
@@ -505,10 +502,11 @@ impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
     /// # Panics
     /// If the record does not decode with this topic's serdes.
     pub fn read_record(&self) -> Option<TestRecord<K, V>> {
-        let s = self.state.borrow();
-        let log = s.logs.get(&self.topic)?;
-        let (p, _, raw) = log.records.get(self.cursor.get())?;
-        self.cursor.set(self.cursor.get() + 1);
+        let mut guard = self.state.borrow_mut();
+        let s = &mut *guard;
+        let cursor = s.read.entry(self.topic.clone()).or_default();
+        let (p, _, raw) = s.logs.get(&self.topic)?.records.get(*cursor)?;
+        *cursor += 1;
         let key =
             self.key_serde.deserialize(raw.key.as_deref()).unwrap_or_else(|e| panic!("key on {}: {e}", self.topic));
         let value = self
@@ -536,6 +534,7 @@ impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
     /// True when everything written has been read.
     pub fn is_empty(&self) -> bool {
         let s = self.state.borrow();
-        s.logs.get(&self.topic).is_none_or(|l| l.records.len() <= self.cursor.get())
+        let cursor = s.read.get(&self.topic).copied().unwrap_or(0);
+        s.logs.get(&self.topic).is_none_or(|l| l.records.len() <= cursor)
     }
 }

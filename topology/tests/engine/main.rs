@@ -1,0 +1,23 @@
+//! Engine tests on the test driver: every operator, event time, windows, joins, bad input, describe.
+
+mod bad_input;
+mod describe;
+mod joins;
+mod processor;
+mod stateless;
+mod tables;
+mod windows;
+
+use topology::{SerdeRef, Serdes};
+
+pub(crate) fn s() -> SerdeRef<String> {
+    Serdes::string()
+}
+
+pub(crate) fn i() -> SerdeRef<i64> {
+    Serdes::i64()
+}
+
+pub(crate) fn json<T: serde::Serialize + serde::de::DeserializeOwned + 'static>() -> SerdeRef<T> {
+    Serdes::json()
+}
