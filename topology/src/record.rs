@@ -73,7 +73,7 @@ pub struct RawRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordMetadata {
     /// Source topic (resolved name).
-    pub topic: String,
+    pub topic: std::sync::Arc<str>,
     /// Source partition.
     pub partition: u32,
     /// Offset within the partition.

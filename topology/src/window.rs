@@ -54,7 +54,7 @@ pub enum EmitStrategy {
 /// use std::time::Duration;
 /// use topology::TimeWindows;
 /// let w = TimeWindows::of(Duration::from_secs(60)).grace(Duration::from_secs(5));
-/// assert_eq!(w.windows_for(61_000).len(), 1);
+/// assert_eq!(w.windows_for(61_000).count(), 1);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeWindows {
@@ -86,16 +86,16 @@ impl TimeWindows {
         self
     }
     /// The windows that contain `ts`, oldest first.
-    pub fn windows_for(&self, ts: i64) -> Vec<Window> {
-        let mut out = Vec::new();
-        let last_start = ts - ts.rem_euclid(self.advance);
-        let mut start = last_start;
-        while start > ts - self.size {
-            out.push(Window { start, end: start + self.size });
-            start -= self.advance;
-        }
-        out.reverse();
-        out
+    pub fn windows_for(&self, ts: i64) -> impl Iterator<Item = Window> + use<> {
+        let (size, advance) = (self.size, self.advance);
+        let last_start = ts - ts.rem_euclid(advance);
+        // The oldest window containing ts starts at the first multiple of `advance` after ts - size.
+        let span = (last_start - (ts - size) - 1).div_euclid(advance);
+        let first_start = last_start - span * advance;
+        (0..=span).map(move |i| {
+            let start = first_start + i * advance;
+            Window { start, end: start + size }
+        })
     }
     /// How long a window's data must be kept: size + grace.
     pub fn retention(&self) -> i64 {
@@ -182,11 +182,14 @@ mod tests {
     #[test]
     fn hopping_windows_for_a_timestamp() {
         let w = TimeWindows::of(Duration::from_millis(10)).advance_by(Duration::from_millis(5));
-        let starts: Vec<i64> = w.windows_for(12).iter().map(|w| w.start).collect();
-        assert_eq!(starts, vec![5, 10]);
-        let starts: Vec<i64> = w.windows_for(10).iter().map(|w| w.start).collect();
-        assert_eq!(starts, vec![5, 10]);
-        let starts: Vec<i64> = w.windows_for(-3).iter().map(|w| w.start).collect();
-        assert_eq!(starts, vec![-10, -5]);
+        let starts = |t| w.windows_for(t).map(|w| w.start).collect::<Vec<i64>>();
+        assert_eq!(starts(12), vec![5, 10]);
+        assert_eq!(starts(10), vec![5, 10]);
+        assert_eq!(starts(9), vec![0, 5]);
+        assert_eq!(starts(-3), vec![-10, -5]);
+        let tumbling = TimeWindows::of(Duration::from_millis(10));
+        assert_eq!(tumbling.windows_for(19).collect::<Vec<_>>(), vec![Window { start: 10, end: 20 }]);
+        let odd = TimeWindows::of(Duration::from_millis(10)).advance_by(Duration::from_millis(3));
+        assert_eq!(odd.windows_for(10).map(|w| w.start).collect::<Vec<_>>(), vec![3, 6, 9]);
     }
 }

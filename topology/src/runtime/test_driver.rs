@@ -444,6 +444,25 @@ impl<K: 'static, V: 'static> TestInputTopic<K, V> {
         self.try_pipe_raw(raw)
     }
 
+    /// Pipes many records, then processes them all (each task picks its next record by timestamp, as
+    /// after a poll that returned a batch).
+    ///
+    /// # Panics
+    /// If processing fails.
+    pub fn pipe_batch(&self, records: impl IntoIterator<Item = (K, V, i64)>) {
+        let mut s = self.state.borrow_mut();
+        for (key, value, timestamp) in records {
+            let raw = RawRecord {
+                key: self.key_serde.serialize(&key),
+                value: self.value_serde.serialize(&value),
+                timestamp,
+                headers: Headers::default(),
+            };
+            s.append(&self.topic, None, raw).expect("processing failed");
+        }
+        s.run().expect("processing failed");
+    }
+
     /// Pipes raw bytes (for example a record that does not decode).
     pub fn try_pipe_raw(&self, raw: RawRecord) -> Result<(), Error> {
         let mut s = self.state.borrow_mut();

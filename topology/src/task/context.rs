@@ -94,7 +94,7 @@ impl TaskCtx {
             reason: reason.to_string(),
             timestamp: record.timestamp,
             stream_time: self.stream_time,
-            topic: self.meta.topic.clone(),
+            topic: self.meta.topic.to_string(),
             partition: self.meta.partition,
             offset: self.meta.offset,
             key: serde_json::to_value(&record.key).unwrap_or(serde_json::Value::Null),
@@ -121,7 +121,7 @@ impl TaskCtx {
     ) -> crate::Result<()> {
         match self.deserialization {
             DeserializationPolicy::Fail => Err(Error::Deserialization {
-                topic: meta.topic.clone(),
+                topic: meta.topic.to_string(),
                 partition: meta.partition,
                 offset: meta.offset,
                 source: error,
@@ -130,7 +130,7 @@ impl TaskCtx {
                 self.metrics.dead_lettered += 1;
                 let mut headers = raw.headers;
                 headers.add("dlq.error", error.0.into_bytes());
-                headers.add("dlq.topic", meta.topic.clone().into_bytes());
+                headers.add("dlq.topic", meta.topic.as_bytes());
                 headers.add("dlq.partition", meta.partition.to_string().into_bytes());
                 headers.add("dlq.offset", meta.offset.to_string().into_bytes());
                 let topic = self.dlq_topic.clone();

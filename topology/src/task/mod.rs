@@ -16,6 +16,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 pub use context::TaskMetrics;
 pub(crate) use context::{OutRecord, TaskCtx};
@@ -98,7 +99,7 @@ impl std::fmt::Display for TaskId {
 pub(crate) struct Task {
     pub(crate) id: TaskId,
     pub(crate) ctx: TaskCtx,
-    sources: Vec<(String, Box<dyn SourceNode>)>,
+    sources: Vec<(Arc<str>, Box<dyn SourceNode>)>,
     punctuators: Vec<Rc<RefCell<dyn Punctuator>>>,
     pub(crate) stores: Vec<Rc<RefCell<dyn StateStore>>>,
     pub(crate) store_handles: HashMap<String, Rc<dyn Any>>,
@@ -149,22 +150,23 @@ impl Task {
             inputs.insert(n, ports);
         }
         sources.sort_by(|a, b| a.0.cmp(&b.0));
+        let sources = sources.into_iter().map(|(t, s)| (Arc::from(t), s)).collect();
         Ok(Task { id, ctx, sources, punctuators, stores, store_handles: handles })
     }
 
     /// The resolved topics this task reads.
     pub(crate) fn source_topics(&self) -> impl Iterator<Item = &str> {
-        self.sources.iter().map(|(t, _)| t.as_str())
+        self.sources.iter().map(|(t, _)| &**t)
     }
 
     /// Decodes and buffers one record of `topic`.
     pub(crate) fn enqueue(&mut self, topic: &str, partition: u32, offset: u64, raw: RawRecord) -> crate::Result<()> {
-        let meta = RecordMetadata { topic: topic.to_string(), partition, offset };
         let src = self
             .sources
             .iter_mut()
-            .find(|(t, _)| t == topic)
+            .find(|(t, _)| &**t == topic)
             .unwrap_or_else(|| panic!("task {} does not read topic `{topic}`", self.id));
+        let meta = RecordMetadata { topic: src.0.clone(), partition, offset };
         src.1.enqueue(&mut self.ctx, meta, raw)
     }
 

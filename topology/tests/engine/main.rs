@@ -1,6 +1,7 @@
 //! Engine tests on the test driver: every operator, event time, windows, joins, bad input, describe.
 
 mod bad_input;
+mod compile_fail;
 mod describe;
 mod joins;
 mod processor;

@@ -250,3 +250,22 @@ fn aggregations_over_a_repartitioned_stream_agree_across_partition_counts() {
     assert_eq!(one, run(3));
     assert_eq!(one, run(5));
 }
+
+#[test]
+fn late_records_can_be_routed_to_a_topic_as_json() {
+    let mut b = StreamsBuilder::new();
+    b.late_records(LateRecords::Topic("late".into()));
+    windowed_counts(TimeWindows::of(ms(10)), EmitStrategy::OnWindowUpdate, &mut b);
+    let d = TestDriver::new(b.build().unwrap());
+    let inp = d.input_topic("in", s(), i());
+    inp.pipe("a".into(), 7, 100);
+    inp.pipe("b".into(), 8, 5);
+    let late = d.output_topic("late", json::<String>(), json::<topology::LateRecord>()).read_records();
+    assert_eq!(late.len(), 1);
+    let r = &late[0];
+    assert_eq!(r.key, "b");
+    assert_eq!((r.value.node.as_str(), r.value.timestamp, r.value.stream_time), ("counts", 5, 100));
+    assert_eq!((r.value.topic.as_str(), r.value.offset), ("in", 1));
+    assert_eq!(r.value.value, serde_json::json!(8));
+    assert_eq!(d.late_count("counts"), 1);
+}
