@@ -55,6 +55,7 @@
 mod dsl;
 mod error;
 mod graph;
+mod log;
 mod ops;
 mod processor;
 mod record;
@@ -76,9 +77,12 @@ pub use record::{Change, Headers, RawRecord, Record, RecordMetadata};
 pub use runtime::{TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord};
 pub use serdes::{Serde, SerdeRef, Serdes};
 pub use state::{
-    Data, KeyValueStore, KeyValueStoreHandle, SessionStore, SessionStoreHandle, StateStore, StoreBuilder, StoreKind,
-    Stores, WindowStore, WindowStoreHandle,
+    Changelog, Data, KeyValueStore, KeyValueStoreHandle, LogChangelog, SessionStore, SessionStoreHandle, StateStore,
+    StoreBuilder, StoreKind, Stores, WindowStore, WindowStoreHandle,
 };
-pub use task::{DeadLetter, DeserializationPolicy, LateRecord, LateRecords, TaskId, TaskMetrics};
+pub use task::{
+    ChangelogFactory, DeadLetter, DeserializationPolicy, LateRecord, LateRecords, RestoreStats, StateConfig, TaskId,
+    TaskMetrics,
+};
 pub use topology::{NodeDescription, NodeDescriptionKind, SubtopologyDescription, Topology, TopologyDescription};
 pub use window::{EmitStrategy, JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};

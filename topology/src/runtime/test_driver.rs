@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::record::{Headers, RawRecord};
 use crate::serdes::{encode, SerdeRef};
 use crate::state::{Data, KeyValueStoreHandle, SessionStoreHandle, WindowStoreHandle};
-use crate::task::{DeadLetter, OutRecord, Task, TaskCtx, TaskId, TaskMetrics};
+use crate::task::{DeadLetter, OutRecord, RestoreStats, StateConfig, StateManager, Task, TaskCtx, TaskId, TaskMetrics};
 use crate::topology::Topology;
 use crate::window::Window;
 
@@ -28,9 +28,17 @@ pub struct TestDriverBuilder {
     default_partitions: u32,
     partitions: HashMap<String, u32>,
     wall_clock: i64,
+    state: Option<StateConfig>,
 }
 
 impl TestDriverBuilder {
+    /// Keeps state in sled stores under a state directory, behind write-back caches and changelogs, as a
+    /// production runtime does (default: in-memory stores). A driver built again on the same directory
+    /// restores every task's state.
+    pub fn state(mut self, config: StateConfig) -> Self {
+        self.state = Some(config);
+        self
+    }
     /// The application id (prefix of internal topics). Default `test-app`.
     pub fn application_id(mut self, id: &str) -> Self {
         self.application_id = id.to_string();
@@ -55,7 +63,7 @@ impl TestDriverBuilder {
     }
     /// Plans partitions (checking co-partitioning) and compiles every task.
     pub fn build(self) -> Result<TestDriver, Error> {
-        let TestDriverBuilder { topology, application_id, default_partitions, partitions, wall_clock } = self;
+        let TestDriverBuilder { topology, application_id, default_partitions, partitions, wall_clock, state } = self;
         let plan =
             topology.plan(&application_id, &|t| Some(partitions.get(t).copied().unwrap_or(default_partitions)))?;
         let ctx = |id: TaskId| {
@@ -66,7 +74,7 @@ impl TestDriverBuilder {
         let global = if global_nodes.is_empty() {
             None
         } else {
-            Some(Task::compile(&topology.graph, &global_nodes, global_id, ctx(global_id), &HashMap::new())?)
+            Some(Task::compile(&topology.graph, &global_nodes, global_id, ctx(global_id), &HashMap::new(), None)?)
         };
         let shared: HashMap<String, Rc<dyn Any>> = match &global {
             Some(g) => g.store_handles.clone(),
@@ -75,7 +83,12 @@ impl TestDriverBuilder {
         let mut tasks = BTreeMap::new();
         let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
         for &id in &plan.tasks {
-            let task = Task::compile(&topology.graph, &topology.subtopologies[id.subtopology], id, ctx(id), &shared)?;
+            let manager = match &state {
+                Some(cfg) => Some(StateManager::open(cfg, &application_id, id)?),
+                None => None,
+            };
+            let task =
+                Task::compile(&topology.graph, &topology.subtopologies[id.subtopology], id, ctx(id), &shared, manager)?;
             if id.partition == 0 {
                 for t in task.source_topics() {
                     consumers.entry(t.to_string()).or_default().push(id.subtopology);
@@ -174,7 +187,7 @@ impl State {
         loop {
             let mut progressed = false;
             if let Some(g) = self.global.as_mut() {
-                while g.process_one() {
+                while g.process_one()? {
                     progressed = true;
                 }
                 let out = g.take_output();
@@ -184,7 +197,7 @@ impl State {
             for id in ids {
                 loop {
                     let task = self.tasks.get_mut(&id).expect("task exists");
-                    let did = task.process_one();
+                    let did = task.process_one()?;
                     let out = task.take_output();
                     self.route(out)?;
                     if !did {
@@ -257,6 +270,7 @@ impl TestDriver {
             default_partitions: 1,
             partitions: HashMap::new(),
             wall_clock: 0,
+            state: None,
         }
     }
 
@@ -293,6 +307,47 @@ impl TestDriver {
             s.route(out)?;
         }
         s.run()
+    }
+
+    /// Commits every task: with persistent state, caches are flushed to the stores and changelogs and a
+    /// checkpoint is written (a real runtime does this every commit interval).
+    pub fn commit(&self) -> Result<(), Error> {
+        let mut s = self.state.borrow_mut();
+        let ids: Vec<TaskId> = s.tasks.keys().copied().collect();
+        for id in ids {
+            let task = s.tasks.get_mut(&id).expect("task exists");
+            task.commit()?;
+            let out = task.take_output();
+            s.route(out)?;
+        }
+        s.run()
+    }
+
+    /// Commits and closes every task cleanly. Dropping a driver without closing it is like a crash after
+    /// the last commit (nothing after it is checkpointed).
+    pub fn close(self) -> Result<(), Error> {
+        let mut s = self.state.borrow_mut();
+        for task in s.tasks.values_mut() {
+            task.close()?;
+        }
+        Ok(())
+    }
+
+    /// Restore figures summed over all tasks (zero for in-memory state).
+    pub fn restore_stats(&self) -> RestoreStats {
+        let s = self.state.borrow();
+        let mut total = RestoreStats::default();
+        for sm in s.tasks.values().filter_map(|t| t.state.as_ref()) {
+            total.records += sm.restore.records;
+            total.full_restores += sm.restore.full_restores;
+            total.micros += sm.restore.micros;
+        }
+        total
+    }
+
+    /// Bytes of all tasks' sled databases on disk (zero for in-memory state).
+    pub fn state_size_on_disk(&self) -> u64 {
+        self.state.borrow().tasks.values().filter_map(|t| t.state.as_ref()).map(|sm| sm.size_on_disk()).sum()
     }
 
     /// Number of tasks (sub-topologies × partitions).

@@ -9,18 +9,18 @@ use super::{push_ts, read_ts, Data, KeyValueStore, SessionStore, StateStore, Win
 use crate::serdes::{decode, encode_into};
 use crate::window::Window;
 
-fn decode_key<K: Data>(bytes: &[u8]) -> K {
+pub(crate) fn decode_key<K: Data>(bytes: &[u8]) -> K {
     decode(bytes).expect("store keys were encoded by this store")
 }
 
 /// Encodes keys into a reused buffer, so lookups allocate nothing.
-struct KeyBuf(RefCell<Vec<u8>>);
+pub(crate) struct KeyBuf(RefCell<Vec<u8>>);
 
 impl KeyBuf {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         KeyBuf(RefCell::new(Vec::with_capacity(64)))
     }
-    fn with<K: Data, R>(&self, key: &K, suffix: &[i64], f: impl FnOnce(&[u8]) -> R) -> R {
+    pub(crate) fn with<K: Data, R>(&self, key: &K, suffix: &[i64], f: impl FnOnce(&[u8]) -> R) -> R {
         let mut buf = self.0.borrow_mut();
         buf.clear();
         encode_into(key, &mut buf);
@@ -90,8 +90,7 @@ struct Segments<V> {
 
 impl<V> Segments<V> {
     fn new(retention: i64) -> Self {
-        // Like Kafka Streams: a handful of segments per retention period, never tiny.
-        let interval = (retention / 2).max(60_000);
+        let interval = super::segment_interval(retention);
         Segments { interval, segments: BTreeMap::new() }
     }
     fn id(&self, t: i64) -> i64 {

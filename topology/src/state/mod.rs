@@ -5,7 +5,12 @@
 //! Values are kept typed in memory. Window and session stores are split into time segments and drop whole
 //! segments once they fall out of retention, so state stays bounded on an unbounded stream.
 
+mod bytes;
+mod changelog;
+mod layers;
 mod memory;
+mod persistent;
+mod sled_store;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -16,7 +21,12 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub(crate) use bytes::BytesStore;
+pub use changelog::{Changelog, LogChangelog, ReplayFn};
+pub(crate) use layers::{Caching, ChangeLogging, Metered, SharedChangelog, StoreStats};
 pub(crate) use memory::{InMemoryKeyValueStore, InMemorySessionStore, InMemoryWindowStore};
+pub(crate) use persistent::ErrorSlot;
+pub(crate) use sled_store::{SledKv, SledSegmented};
 
 use crate::window::Window;
 
@@ -87,7 +97,10 @@ pub enum StoreKind {
     Session,
 }
 
-type MakeStore = dyn Fn() -> (Rc<dyn Any>, Rc<RefCell<dyn StateStore>>) + Send + Sync;
+/// A store instance: its typed handle (as `dyn Any`) and its type-erased `StateStore`.
+pub(crate) type StoreInstance = (Rc<dyn Any>, Rc<RefCell<dyn StateStore>>);
+type MakeStore = dyn Fn() -> StoreInstance + Send + Sync;
+type MakePersistent = dyn Fn(Box<dyn BytesStore>, ErrorSlot) -> StoreInstance + Send + Sync;
 
 /// A declared store: its name, kind, whether it is changelogged, and how a task creates its instance.
 #[derive(Clone)]
@@ -95,7 +108,12 @@ pub struct StoreBuilder {
     pub(crate) name: String,
     pub(crate) kind: StoreKind,
     pub(crate) logging: bool,
+    /// How long window and session stores keep data, ms (0 for key-value stores).
+    pub(crate) retention: i64,
+    /// An in-memory instance.
     pub(crate) make: Arc<MakeStore>,
+    /// A typed instance over a persistent byte stack.
+    pub(crate) make_persistent: Arc<MakePersistent>,
 }
 
 impl fmt::Debug for StoreBuilder {
@@ -149,13 +167,19 @@ impl Stores {
     /// A key-value store.
     pub fn key_value<K: Data, V: Data>(name: impl Into<String>) -> StoreBuilder {
         let name = name.into();
-        let n = name.clone();
+        let (n, p) = (name.clone(), name.clone());
         StoreBuilder {
             name,
             kind: StoreKind::KeyValue,
             logging: true,
+            retention: 0,
             make: Arc::new(move || {
                 let s = Rc::new(RefCell::new(InMemoryKeyValueStore::<K, V>::new(&n)));
+                let typed: KeyValueStoreHandle<K, V> = s.clone();
+                (Rc::new(typed) as Rc<dyn Any>, s as Rc<RefCell<dyn StateStore>>)
+            }),
+            make_persistent: Arc::new(move |stack, errors| {
+                let s = Rc::new(RefCell::new(persistent::PersistentKv::<K, V>::new(&p, stack, errors)));
                 let typed: KeyValueStoreHandle<K, V> = s.clone();
                 (Rc::new(typed) as Rc<dyn Any>, s as Rc<RefCell<dyn StateStore>>)
             }),
@@ -164,13 +188,19 @@ impl Stores {
     /// A window store keeping windows for `retention` ms (at least window size + grace).
     pub fn window<K: Data, V: Data>(name: impl Into<String>, retention: i64) -> StoreBuilder {
         let name = name.into();
-        let n = name.clone();
+        let (n, p) = (name.clone(), name.clone());
         StoreBuilder {
             name,
             kind: StoreKind::Window,
             logging: true,
+            retention,
             make: Arc::new(move || {
                 let s = Rc::new(RefCell::new(InMemoryWindowStore::<K, V>::new(&n, retention)));
+                let typed: WindowStoreHandle<K, V> = s.clone();
+                (Rc::new(typed) as Rc<dyn Any>, s as Rc<RefCell<dyn StateStore>>)
+            }),
+            make_persistent: Arc::new(move |stack, errors| {
+                let s = Rc::new(RefCell::new(persistent::PersistentWindow::<K, V>::new(&p, stack, errors)));
                 let typed: WindowStoreHandle<K, V> = s.clone();
                 (Rc::new(typed) as Rc<dyn Any>, s as Rc<RefCell<dyn StateStore>>)
             }),
@@ -179,18 +209,40 @@ impl Stores {
     /// A session store keeping sessions for `retention` ms after they end.
     pub fn session<K: Data, V: Data>(name: impl Into<String>, retention: i64) -> StoreBuilder {
         let name = name.into();
-        let n = name.clone();
+        let (n, p) = (name.clone(), name.clone());
         StoreBuilder {
             name,
             kind: StoreKind::Session,
             logging: true,
+            retention,
             make: Arc::new(move || {
                 let s = Rc::new(RefCell::new(InMemorySessionStore::<K, V>::new(&n, retention)));
                 let typed: SessionStoreHandle<K, V> = s.clone();
                 (Rc::new(typed) as Rc<dyn Any>, s as Rc<RefCell<dyn StateStore>>)
             }),
+            make_persistent: Arc::new(move |stack, errors| {
+                let s = Rc::new(RefCell::new(persistent::PersistentSession::<K, V>::new(&p, stack, errors)));
+                let typed: SessionStoreHandle<K, V> = s.clone();
+                (Rc::new(typed) as Rc<dyn Any>, s as Rc<RefCell<dyn StateStore>>)
+            }),
         }
     }
+}
+
+/// Length of a time segment for a store with this retention: a few segments per retention period
+/// (like Kafka Streams), never tiny.
+pub(crate) fn segment_interval(retention: i64) -> i64 {
+    (retention / 2).max(60_000)
+}
+
+/// Window start of a window-store key (`key ++ start`).
+pub(crate) fn window_time(key: &[u8]) -> i64 {
+    read_ts(&key[key.len() - 8..])
+}
+
+/// Session end of a session-store key (`key ++ end ++ start`).
+pub(crate) fn session_time(key: &[u8]) -> i64 {
+    read_ts(&key[key.len() - 16..key.len() - 8])
 }
 
 /// Appends `ts` so that byte order equals numeric order (sign bit flipped, big-endian).

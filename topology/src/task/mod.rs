@@ -11,6 +11,7 @@
 
 mod context;
 mod handlers;
+mod state_manager;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -21,10 +22,12 @@ use std::sync::Arc;
 pub use context::TaskMetrics;
 pub(crate) use context::{OutRecord, TaskCtx};
 pub use handlers::{DeadLetter, DeserializationPolicy, LateRecord, LateRecords};
+pub(crate) use state_manager::StateManager;
+pub use state_manager::{ChangelogFactory, RestoreStats, StateConfig};
 
 use crate::graph::{BuildCtx, Graph};
 use crate::record::{RawRecord, Record, RecordMetadata};
-use crate::state::StateStore;
+use crate::state::{ErrorSlot, StateStore};
 
 /// A typed operator input.
 pub(crate) trait Downstream<K, V> {
@@ -103,6 +106,10 @@ pub(crate) struct Task {
     punctuators: Vec<Rc<RefCell<dyn Punctuator>>>,
     pub(crate) stores: Vec<Rc<RefCell<dyn StateStore>>>,
     pub(crate) store_handles: HashMap<String, Rc<dyn Any>>,
+    /// Persistent state, when the runtime keeps state on disk (else stores are in memory).
+    pub(crate) state: Option<StateManager>,
+    /// The first store failure; the task stops with it.
+    errors: ErrorSlot,
 }
 
 impl Task {
@@ -111,9 +118,11 @@ impl Task {
         graph: &Graph,
         node_ids: &[usize],
         id: TaskId,
-        ctx: TaskCtx,
+        mut ctx: TaskCtx,
         shared_stores: &HashMap<String, Rc<dyn Any>>,
+        mut state: Option<StateManager>,
     ) -> crate::Result<Task> {
+        let errors = ErrorSlot::default();
         let mut stores = Vec::new();
         let mut handles: HashMap<String, Rc<dyn Any>> = shared_stores.clone();
         for &n in node_ids {
@@ -122,10 +131,16 @@ impl Task {
                     continue;
                 }
                 let b = &graph.stores[s];
-                let (typed, erased) = (b.make)();
+                let (typed, erased) = match state.as_mut() {
+                    Some(sm) => sm.create(b, errors.clone())?,
+                    None => (b.make)(),
+                };
                 handles.insert(s.clone(), typed);
                 stores.push(erased);
             }
+        }
+        if let Some(sm) = &state {
+            ctx.stream_time = sm.checkpointed_stream_time();
         }
         let children = graph.children();
         let application_id = ctx.application_id.clone();
@@ -151,7 +166,7 @@ impl Task {
         }
         sources.sort_by(|a, b| a.0.cmp(&b.0));
         let sources = sources.into_iter().map(|(t, s)| (Arc::from(t), s)).collect();
-        Ok(Task { id, ctx, sources, punctuators, stores, store_handles: handles })
+        Ok(Task { id, ctx, sources, punctuators, stores, store_handles: handles, state, errors })
     }
 
     /// The resolved topics this task reads.
@@ -171,7 +186,8 @@ impl Task {
     }
 
     /// Processes the buffered record with the lowest timestamp (ties: first source); false when idle.
-    pub(crate) fn process_one(&mut self) -> bool {
+    /// A store failure during processing stops the task with that error.
+    pub(crate) fn process_one(&mut self) -> crate::Result<bool> {
         let mut best: Option<(i64, usize)> = None;
         for (i, (_, s)) in self.sources.iter().enumerate() {
             if let Some(ts) = s.head_timestamp() {
@@ -180,10 +196,13 @@ impl Task {
                 }
             }
         }
-        let Some((ts, i)) = best else { return false };
+        let Some((ts, i)) = best else { return Ok(false) };
         let advanced = ts > self.ctx.stream_time;
         if advanced {
             self.ctx.stream_time = ts;
+        }
+        if let Some(sm) = &self.state {
+            sm.clock.set(self.ctx.stream_time);
         }
         self.ctx.metrics.processed += 1;
         self.sources[i].1.process_next(&mut self.ctx);
@@ -192,7 +211,31 @@ impl Task {
                 p.borrow_mut().stream_time_advanced(&mut self.ctx);
             }
         }
-        true
+        self.check_errors()?;
+        Ok(true)
+    }
+
+    fn check_errors(&self) -> crate::Result<()> {
+        match self.errors.borrow_mut().take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits state: caches → stores → changelogs → checkpoint (a no-op for in-memory state).
+    pub(crate) fn commit(&mut self) -> crate::Result<()> {
+        if let Some(sm) = self.state.as_mut() {
+            sm.commit(&self.stores, self.ctx.stream_time, false)?;
+        }
+        self.check_errors()
+    }
+
+    /// Commits and marks the state as cleanly closed.
+    pub(crate) fn close(&mut self) -> crate::Result<()> {
+        if let Some(sm) = self.state.as_mut() {
+            sm.commit(&self.stores, self.ctx.stream_time, true)?;
+        }
+        self.check_errors()
     }
 
     /// Sets wall-clock time and fires wall-clock punctuations that are due.

@@ -5,6 +5,7 @@ mod compile_fail;
 mod describe;
 mod joins;
 mod processor;
+mod state;
 mod stateless;
 mod tables;
 mod windows;

@@ -1,0 +1,28 @@
+//! The byte-level store interface that the persistence layers stack on:
+//! `Metered(Caching(ChangeLogging(sled)))`, as Kafka Streams layers RocksDB.
+//!
+//! Keys are the encoded keys of the typed stores (window and session keys carry the window); values are
+//! version-stamped encodings. Every layer implements [`BytesStore`].
+
+use crate::error::Result;
+
+/// Which time segments a range scan needs (window starts or session ends); `None` = all.
+pub(crate) type TimeHint = Option<(i64, i64)>;
+
+/// An ordered byte-key store.
+pub(crate) trait BytesStore {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()>;
+    fn delete(&mut self, key: &[u8]) -> Result<()>;
+    /// Entries with `lo <= key` and (if given) `key <= hi`, in key order.
+    fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, time: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Drops time segments wholly before `t` (a no-op for key-value stores).
+    fn expire_before(&mut self, t: i64) -> Result<()>;
+    /// Writes everything buffered down through the layers (cache → changelog → store).
+    fn flush(&mut self) -> Result<()>;
+    fn approximate_len(&self) -> u64;
+    /// Applies a write during restore: straight to the bottom layer, no changelog, no cache.
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()>;
+    /// Removes everything (before a full restore).
+    fn wipe(&mut self) -> Result<()>;
+}

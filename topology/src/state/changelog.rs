@@ -1,0 +1,52 @@
+//! Changelogs: every write to a logged store is mirrored to `<application-id>-<store>-changelog`
+//! (partition = task partition), so any instance can rebuild the store. The embedded runtime and the
+//! test driver keep changelogs as local logs ([`LogChangelog`]); the Kafka runtime uses a compacted topic.
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::log::LocalLog;
+
+/// Receives replayed changelog records: key and value (`None` = delete).
+pub type ReplayFn<'a> = dyn FnMut(&[u8], Option<&[u8]>) -> Result<()> + 'a;
+
+/// The changelog of one store partition.
+pub trait Changelog {
+    /// Appends a write (`None` = delete). May be buffered until [`flush`](Self::flush).
+    fn append(&mut self, key: &[u8], value: Option<&[u8]>, timestamp: i64) -> Result<()>;
+    /// Makes appended records durable; returns the end offset (the offset the next record will get).
+    fn flush(&mut self) -> Result<u64>;
+    /// Replays records from `from` to the end (later records win); returns the end offset.
+    fn read_from(&mut self, from: u64, f: &mut ReplayFn<'_>) -> Result<u64>;
+    /// Drops records from `offset` on: records of an uncommitted transaction, on restart.
+    fn truncate(&mut self, offset: u64) -> Result<()>;
+}
+
+/// A changelog kept as a local log file.
+#[derive(Debug)]
+pub struct LogChangelog {
+    log: LocalLog,
+}
+
+impl LogChangelog {
+    /// Opens (or creates) the changelog at `path`.
+    pub fn open(path: &Path) -> Result<LogChangelog> {
+        Ok(LogChangelog { log: LocalLog::open(path)? })
+    }
+}
+
+impl Changelog for LogChangelog {
+    fn append(&mut self, key: &[u8], value: Option<&[u8]>, timestamp: i64) -> Result<()> {
+        self.log.append(timestamp, Some(key), value).map(|_| ())
+    }
+    fn flush(&mut self) -> Result<u64> {
+        self.log.flush()?;
+        Ok(self.log.end_offset())
+    }
+    fn read_from(&mut self, from: u64, f: &mut ReplayFn<'_>) -> Result<u64> {
+        self.log.read_from(from, &mut |r| f(r.key.as_deref().unwrap_or_default(), r.value.as_deref()))
+    }
+    fn truncate(&mut self, offset: u64) -> Result<()> {
+        self.log.truncate(offset)
+    }
+}

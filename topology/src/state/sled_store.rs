@@ -1,0 +1,166 @@
+//! sled-backed byte stores: one tree per key-value store, one tree per time segment for window and
+//! session stores (dropping an expired segment is dropping its tree).
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::bytes::{BytesStore, TimeHint};
+use crate::error::{Error, Result};
+
+pub(crate) fn sled_err(store: &str, e: sled::Error) -> Error {
+    Error::State { store: store.to_string(), message: e.to_string() }
+}
+
+fn collect(store: &str, iter: sled::Iter) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    iter.map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| sled_err(store, e))).collect()
+}
+
+fn bounds<'a>(lo: &'a [u8], hi: Option<&'a [u8]>) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+    (Bound::Included(lo), hi.map_or(Bound::Unbounded, Bound::Included))
+}
+
+/// A key-value store in one sled tree.
+pub(crate) struct SledKv {
+    name: String,
+    tree: sled::Tree,
+    db: sled::Db,
+}
+
+impl SledKv {
+    pub(crate) fn open(db: &sled::Db, name: &str) -> Result<SledKv> {
+        let tree = db.open_tree(name).map_err(|e| sled_err(name, e))?;
+        Ok(SledKv { name: name.to_string(), tree, db: db.clone() })
+    }
+}
+
+impl BytesStore for SledKv {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.tree.get(key).map_err(|e| sled_err(&self.name, e))?.map(|v| v.to_vec()))
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.tree.insert(key, value).map_err(|e| sled_err(&self.name, e)).map(|_| ())
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.tree.remove(key).map_err(|e| sled_err(&self.name, e)).map(|_| ())
+    }
+    fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, _: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        collect(&self.name, self.tree.range::<&[u8], _>(bounds(lo, hi)))
+    }
+    fn expire_before(&mut self, _: i64) -> Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.tree.flush().map_err(|e| sled_err(&self.name, e)).map(|_| ())
+    }
+    fn approximate_len(&self) -> u64 {
+        self.tree.len() as u64
+    }
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        match value {
+            Some(v) => self.put(key, v),
+            None => self.delete(key),
+        }
+    }
+    fn wipe(&mut self) -> Result<()> {
+        self.tree.clear().map_err(|e| sled_err(&self.name, e))?;
+        let _ = &self.db;
+        Ok(())
+    }
+}
+
+/// Extracts the segment time from a composite key (window start, or session end).
+pub(crate) type SegmentTime = fn(&[u8]) -> i64;
+
+/// A window or session store: one sled tree per time segment, named `<store>.<segment id>`.
+pub(crate) struct SledSegmented {
+    name: String,
+    db: sled::Db,
+    interval: i64,
+    time_of: SegmentTime,
+    segments: BTreeMap<i64, sled::Tree>,
+}
+
+impl SledSegmented {
+    pub(crate) fn open(db: &sled::Db, name: &str, retention: i64, time_of: SegmentTime) -> Result<SledSegmented> {
+        let interval = super::segment_interval(retention);
+        let prefix = format!("{name}.");
+        let mut segments = BTreeMap::new();
+        for tree_name in db.tree_names() {
+            let Ok(tree_name) = std::str::from_utf8(&tree_name) else { continue };
+            if let Some(id) = tree_name.strip_prefix(&prefix).and_then(|s| s.parse::<i64>().ok()) {
+                segments.insert(id, db.open_tree(tree_name).map_err(|e| sled_err(name, e))?);
+            }
+        }
+        Ok(SledSegmented { name: name.to_string(), db: db.clone(), interval, time_of, segments })
+    }
+
+    fn segment(&mut self, key: &[u8]) -> Result<&sled::Tree> {
+        let id = (self.time_of)(key).div_euclid(self.interval);
+        if !self.segments.contains_key(&id) {
+            let tree = self.db.open_tree(format!("{}.{id}", self.name)).map_err(|e| sled_err(&self.name, e))?;
+            self.segments.insert(id, tree);
+        }
+        Ok(&self.segments[&id])
+    }
+}
+
+impl BytesStore for SledSegmented {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let id = (self.time_of)(key).div_euclid(self.interval);
+        match self.segments.get(&id) {
+            Some(t) => Ok(t.get(key).map_err(|e| sled_err(&self.name, e))?.map(|v| v.to_vec())),
+            None => Ok(None),
+        }
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let name = self.name.clone();
+        self.segment(key)?.insert(key, value).map_err(|e| sled_err(&name, e)).map(|_| ())
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<()> {
+        let id = (self.time_of)(key).div_euclid(self.interval);
+        if let Some(t) = self.segments.get(&id) {
+            t.remove(key).map_err(|e| sled_err(&self.name, e))?;
+        }
+        Ok(())
+    }
+    fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, time: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let ids: Vec<i64> = match time {
+            Some((from, to)) => {
+                let (a, b) =
+                    (from.div_euclid(self.interval), to.div_euclid(self.interval).max(from.div_euclid(self.interval)));
+                self.segments.range(a..=b).map(|(id, _)| *id).collect()
+            }
+            None => self.segments.keys().copied().collect(),
+        };
+        let mut out = Vec::new();
+        for id in ids {
+            out.extend(collect(&self.name, self.segments[&id].range::<&[u8], _>(bounds(lo, hi)))?);
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+    fn expire_before(&mut self, t: i64) -> Result<()> {
+        let keep_from = t.div_euclid(self.interval);
+        let expired: Vec<i64> = self.segments.range(..keep_from).map(|(id, _)| *id).collect();
+        for id in expired {
+            self.segments.remove(&id);
+            self.db.drop_tree(format!("{}.{id}", self.name)).map_err(|e| sled_err(&self.name, e))?;
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.db.flush().map_err(|e| sled_err(&self.name, e)).map(|_| ())
+    }
+    fn approximate_len(&self) -> u64 {
+        self.segments.values().map(|t| t.len() as u64).sum()
+    }
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        match value {
+            Some(v) => self.put(key, v),
+            None => self.delete(key),
+        }
+    }
+    fn wipe(&mut self) -> Result<()> {
+        self.expire_before(i64::MAX)
+    }
+}

@@ -1,0 +1,330 @@
+//! A task's state on disk: one sled database per task directory `<state-dir>/<application-id>/<task-id>/`,
+//! a changelog per logged store, and a checkpoint file.
+//!
+//! Commit: flush caches → stores → changelogs, then write `<task-dir>/checkpoint` (write + fsync + rename)
+//! with every changelog's end offset and the task's stream time. Open: a store whose task directory and
+//! checkpoint are intact restores only the changelog tail after its offset; otherwise (directory deleted,
+//! sled files torn, checkpoint missing or unreadable) the store is wiped and restored fully. Under
+//! exactly-once, a task that did not close cleanly also drops the changelog records after the last commit
+//! (they belong to work that is about to be redone) and restores fully.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::TaskId;
+use crate::error::{Error, Result};
+use crate::state::{
+    session_time, window_time, BytesStore, Caching, ChangeLogging, Changelog, ErrorSlot, LogChangelog, Metered,
+    SharedChangelog, SledKv, SledSegmented, StateStore, StoreBuilder, StoreInstance, StoreKind, StoreStats,
+};
+
+/// Opens the changelog of a store partition: `(changelog topic, partition)`.
+pub type ChangelogFactory = Arc<dyn Fn(&str, u32) -> Result<Box<dyn Changelog>> + Send + Sync>;
+
+/// Where and how a runtime keeps state.
+///
+/// ```
+/// use topology::StateConfig;
+/// let cfg = StateConfig::new("/tmp/state").cache_max_bytes(1 << 20).exactly_once(true);
+/// assert_eq!(cfg.dir(), std::path::Path::new("/tmp/state"));
+/// ```
+#[derive(Clone)]
+pub struct StateConfig {
+    pub(crate) dir: PathBuf,
+    pub(crate) cache_max_bytes: usize,
+    pub(crate) exactly_once: bool,
+    pub(crate) changelogs: Option<ChangelogFactory>,
+    pub(crate) sled_cache_bytes: u64,
+}
+
+impl std::fmt::Debug for StateConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateConfig")
+            .field("dir", &self.dir)
+            .field("cache_max_bytes", &self.cache_max_bytes)
+            .field("exactly_once", &self.exactly_once)
+            .finish()
+    }
+}
+
+impl StateConfig {
+    /// State under `dir`, a 10 MiB write-back cache per task, at-least-once, changelogs as local logs
+    /// under `<dir>/<application-id>/changelogs/`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        StateConfig {
+            dir: dir.into(),
+            cache_max_bytes: 10 << 20,
+            exactly_once: false,
+            changelogs: None,
+            sled_cache_bytes: 8 << 20,
+        }
+    }
+    /// Bounds the write-back cache of each store (0 disables it: every update is written and forwarded).
+    pub fn cache_max_bytes(mut self, bytes: usize) -> Self {
+        self.cache_max_bytes = bytes;
+        self
+    }
+    /// Exactly-once: after an unclean stop, uncommitted changelog records are dropped and stores rebuilt.
+    pub fn exactly_once(mut self, on: bool) -> Self {
+        self.exactly_once = on;
+        self
+    }
+    /// Opens changelogs elsewhere (the Kafka runtime uses topics).
+    pub fn changelogs(mut self, factory: ChangelogFactory) -> Self {
+        self.changelogs = Some(factory);
+        self
+    }
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    fn open_changelog(&self, application_id: &str, topic: &str, partition: u32) -> Result<Box<dyn Changelog>> {
+        match &self.changelogs {
+            Some(f) => f(topic, partition),
+            None => {
+                let path =
+                    self.dir.join(application_id).join("changelogs").join(topic).join(format!("{partition}.log"));
+                Ok(Box::new(LogChangelog::open(&path)?))
+            }
+        }
+    }
+}
+
+const CHECKPOINT: &str = "checkpoint";
+const CHECKPOINT_VERSION: &str = "topology-checkpoint 1";
+
+/// What a checkpoint file records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    pub(crate) offsets: BTreeMap<String, u64>,
+    pub(crate) stream_time: i64,
+    /// Written by a clean close (no processing after it).
+    pub(crate) clean: bool,
+}
+
+impl Checkpoint {
+    fn parse(text: &str) -> Option<Checkpoint> {
+        let mut lines = text.lines();
+        if lines.next()? != CHECKPOINT_VERSION {
+            return None;
+        }
+        let mut cp = Checkpoint { stream_time: i64::MIN, ..Default::default() };
+        let mut complete = false;
+        for line in lines {
+            let mut parts = line.split(' ');
+            match (parts.next()?, parts.next(), parts.next()) {
+                ("stream-time", Some(t), None) => cp.stream_time = t.parse().ok()?,
+                ("clean", None, None) => cp.clean = true,
+                ("store", Some(name), Some(offset)) => {
+                    cp.offsets.insert(name.to_string(), offset.parse().ok()?);
+                }
+                ("end", None, None) => complete = true,
+                _ => return None,
+            }
+        }
+        complete.then_some(cp)
+    }
+
+    fn render(&self) -> String {
+        let mut s = format!("{CHECKPOINT_VERSION}\nstream-time {}\n", self.stream_time);
+        for (name, offset) in &self.offsets {
+            s.push_str(&format!("store {name} {offset}\n"));
+        }
+        if self.clean {
+            s.push_str("clean\n");
+        }
+        s.push_str("end\n");
+        s
+    }
+}
+
+/// Writes `contents` to `path` atomically: a temporary file, fsync, rename, fsync of the directory.
+pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Restore figures of one task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreStats {
+    /// Changelog records applied.
+    pub records: u64,
+    /// Stores rebuilt from the start of their changelog.
+    pub full_restores: u64,
+    /// Time spent restoring, microseconds.
+    pub micros: u64,
+}
+
+pub(crate) struct StateManager {
+    config: StateConfig,
+    application_id: String,
+    task: TaskId,
+    task_dir: PathBuf,
+    db: sled::Db,
+    /// Checkpoint found at open, if the local state can be trusted.
+    checkpoint: Option<Checkpoint>,
+    changelogs: Vec<(String, SharedChangelog)>,
+    pub(crate) clock: Rc<Cell<i64>>,
+    pub(crate) stats: BTreeMap<String, Rc<StoreStats>>,
+    pub(crate) restore: RestoreStats,
+}
+
+impl StateManager {
+    /// Opens the task directory; a directory sled cannot open is deleted and rebuilt from changelogs.
+    pub(crate) fn open(config: &StateConfig, application_id: &str, task: TaskId) -> Result<StateManager> {
+        let task_dir = config.dir.join(application_id).join(task.to_string());
+        let existed = task_dir.join("db").exists();
+        std::fs::create_dir_all(&task_dir)?;
+        let sled_config = |dir: &Path| {
+            sled::Config::new().path(dir.join("db")).cache_capacity(config.sled_cache_bytes).flush_every_ms(None)
+        };
+        let (db, trusted) = match sled_config(&task_dir).open() {
+            Ok(db) => (db, existed),
+            Err(_) => {
+                std::fs::remove_dir_all(&task_dir)?;
+                std::fs::create_dir_all(&task_dir)?;
+                let db = sled_config(&task_dir)
+                    .open()
+                    .map_err(|e| Error::State { store: format!("task {task}"), message: e.to_string() })?;
+                (db, false)
+            }
+        };
+        let checkpoint = if trusted {
+            std::fs::read_to_string(task_dir.join(CHECKPOINT)).ok().and_then(|t| Checkpoint::parse(&t))
+        } else {
+            None
+        };
+        Ok(StateManager {
+            config: config.clone(),
+            application_id: application_id.to_string(),
+            task,
+            task_dir,
+            db,
+            checkpoint,
+            changelogs: Vec::new(),
+            clock: Rc::new(Cell::new(i64::MIN)),
+            stats: BTreeMap::new(),
+            restore: RestoreStats::default(),
+        })
+    }
+
+    /// The stream time recorded at the last commit.
+    pub(crate) fn checkpointed_stream_time(&self) -> i64 {
+        self.checkpoint.as_ref().map_or(i64::MIN, |c| c.stream_time)
+    }
+
+    /// Creates a store's layers (`Metered(Caching(ChangeLogging(sled)))`) and restores it.
+    pub(crate) fn create(&mut self, builder: &StoreBuilder, errors: ErrorSlot) -> Result<StoreInstance> {
+        let name = &builder.name;
+        let (mut stack, time_of): (Box<dyn BytesStore>, _) = match builder.kind {
+            StoreKind::KeyValue => (Box::new(SledKv::open(&self.db, name)?), None),
+            StoreKind::Window => {
+                let f: fn(&[u8]) -> i64 = window_time;
+                (Box::new(SledSegmented::open(&self.db, name, builder.retention, f)?), Some(f))
+            }
+            StoreKind::Session => {
+                let f: fn(&[u8]) -> i64 = session_time;
+                (Box::new(SledSegmented::open(&self.db, name, builder.retention, f)?), Some(f))
+            }
+        };
+        if builder.logging {
+            let topic = format!("{}-{name}-changelog", self.application_id);
+            let changelog: SharedChangelog =
+                Rc::new(RefCell::new(self.config.open_changelog(&self.application_id, &topic, self.task.partition)?));
+            self.restore_store(name, &mut *stack, &changelog)?;
+            self.changelogs.push((name.clone(), changelog.clone()));
+            stack = Box::new(ChangeLogging { inner: stack, changelog, clock: self.clock.clone() });
+        } else if self.checkpoint.is_none() {
+            stack.wipe()?; // nothing to restore from: start empty rather than from unknown local state
+        }
+        let stats = Rc::new(StoreStats::default());
+        self.stats.insert(name.clone(), stats.clone());
+        if self.config.cache_max_bytes > 0 {
+            stack = Box::new(Caching::new(stack, self.config.cache_max_bytes, time_of, stats.clone()));
+        }
+        stack = Box::new(Metered { inner: stack, stats });
+        Ok((builder.make_persistent)(stack, errors))
+    }
+
+    fn restore_store(&mut self, name: &str, stack: &mut dyn BytesStore, changelog: &SharedChangelog) -> Result<()> {
+        let started = Instant::now();
+        let mut log = changelog.borrow_mut();
+        let offset = self.checkpoint.as_ref().and_then(|c| c.offsets.get(name).copied());
+        let from = match (&self.checkpoint, offset) {
+            (Some(cp), Some(offset)) if !self.config.exactly_once || cp.clean => offset,
+            (Some(_), Some(offset)) => {
+                // Exactly-once after an unclean stop: drop what was logged after the last commit.
+                log.truncate(offset)?;
+                stack.wipe()?;
+                self.restore.full_restores += 1;
+                0
+            }
+            _ => {
+                stack.wipe()?;
+                self.restore.full_restores += 1;
+                0
+            }
+        };
+        let mut n = 0u64;
+        log.read_from(from, &mut |k, v| {
+            n += 1;
+            stack.restore(k, v)
+        })?;
+        self.restore.records += n;
+        self.restore.micros += started.elapsed().as_micros() as u64;
+        Ok(())
+    }
+
+    /// Flushes caches → stores → changelogs, then writes the checkpoint.
+    pub(crate) fn commit(
+        &mut self,
+        stores: &[Rc<RefCell<dyn StateStore>>],
+        stream_time: i64,
+        clean: bool,
+    ) -> Result<()> {
+        for s in stores {
+            s.borrow_mut().flush()?;
+        }
+        let mut offsets = BTreeMap::new();
+        for (name, log) in &self.changelogs {
+            offsets.insert(name.clone(), log.borrow_mut().flush()?);
+        }
+        self.db.flush().map_err(|e| Error::State { store: format!("task {}", self.task), message: e.to_string() })?;
+        let cp = Checkpoint { offsets, stream_time, clean };
+        write_atomically(&self.task_dir.join(CHECKPOINT), cp.render().as_bytes())?;
+        self.checkpoint = Some(cp);
+        Ok(())
+    }
+
+    /// Bytes the task's sled database takes on disk.
+    pub(crate) fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_round_trip_and_torn_ones_are_rejected() {
+        let mut cp = Checkpoint { stream_time: 42, clean: true, ..Default::default() };
+        cp.offsets.insert("counts".into(), 17);
+        let text = cp.render();
+        assert_eq!(Checkpoint::parse(&text), Some(cp));
+        assert_eq!(Checkpoint::parse(&text[..text.len() - 4]), None, "no end marker: torn");
+        assert_eq!(Checkpoint::parse("garbage"), None);
+    }
+}

@@ -1,0 +1,257 @@
+use std::path::Path;
+use std::time::Duration;
+
+use topology::{
+    Changelog, Consumed, EmitStrategy, Grouped, LogChangelog, Materialized, Produced, Serdes, StateConfig,
+    StreamsBuilder, TestDriver, TimeWindows,
+};
+
+use crate::{i, s};
+
+const APP: &str = "app";
+
+/// Sum per key into the store `sums`, partitioned over 2 tasks.
+fn sums(dir: &Path, config: impl Fn(StateConfig) -> StateConfig) -> TestDriver {
+    let mut b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(s(), i()))
+        .group_by_key(Grouped::new())
+        .reduce(|a, v| a + v, Materialized::as_("sums"))
+        .to_stream()
+        .to("out", Produced::with(s(), Serdes::optional(i())));
+    TestDriver::builder(b.build().unwrap())
+        .application_id(APP)
+        .partitions(2)
+        .state(config(StateConfig::new(dir)))
+        .build()
+        .unwrap()
+}
+
+fn pipe_range(d: &TestDriver, from: i64, to: i64) {
+    let inp = d.input_topic("in", s(), i());
+    for n in from..to {
+        inp.pipe(format!("k{}", n % 5), n, n);
+    }
+}
+
+fn all(d: &TestDriver) -> Vec<(String, i64)> {
+    d.kv_all::<String, i64>("sums")
+}
+
+fn expected(to: i64) -> Vec<(String, i64)> {
+    let mut m = std::collections::BTreeMap::new();
+    for n in 0..to {
+        *m.entry(format!("k{}", n % 5)).or_insert(0) += n;
+    }
+    let mut v: Vec<(String, i64)> = m.into_iter().collect();
+    v.sort_by_cached_key(|(k, _)| topology::Serdes::bincode::<String>().serialize(k));
+    v
+}
+
+fn changelog_records(dir: &Path, store: &str, partition: u32) -> u64 {
+    let path =
+        dir.join(APP).join("changelogs").join(format!("{APP}-{store}-changelog")).join(format!("{partition}.log"));
+    let mut log = LogChangelog::open(&path).unwrap();
+    log.read_from(0, &mut |_, _| Ok(())).unwrap()
+}
+
+#[test]
+fn a_clean_restart_reopens_the_stores_without_restoring() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = sums(dir.path(), |c| c);
+    pipe_range(&d, 0, 100);
+    d.close().unwrap();
+    let d = sums(dir.path(), |c| c);
+    assert_eq!(all(&d), expected(100));
+    assert_eq!(d.restore_stats().full_restores, 0);
+    assert_eq!(d.restore_stats().records, 0);
+    pipe_range(&d, 100, 150);
+    assert_eq!(all(&d), expected(150));
+}
+
+#[test]
+fn a_crash_after_a_commit_keeps_exactly_the_committed_state_when_the_cache_held_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = sums(dir.path(), |c| c);
+    pipe_range(&d, 0, 100);
+    d.commit().unwrap();
+    pipe_range(&d, 100, 120); // in the cache only
+    drop(d); // crash: no commit, no close
+    let d = sums(dir.path(), |c| c);
+    assert_eq!(all(&d), expected(100));
+    assert_eq!(d.restore_stats().full_restores, 0, "the checkpoint was valid: tail restore only");
+}
+
+#[test]
+fn a_deleted_task_directory_is_rebuilt_from_the_changelog() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = sums(dir.path(), |c| c);
+    pipe_range(&d, 0, 200);
+    d.close().unwrap();
+    std::fs::remove_dir_all(dir.path().join(APP).join("0_0")).unwrap();
+    std::fs::remove_dir_all(dir.path().join(APP).join("0_1")).unwrap();
+    let d = sums(dir.path(), |c| c);
+    assert_eq!(all(&d), expected(200));
+    let stats = d.restore_stats();
+    assert_eq!(stats.full_restores, 2);
+    assert!(stats.records >= 5, "{stats:?}");
+}
+
+#[test]
+fn torn_store_files_or_a_torn_checkpoint_force_a_full_restore_with_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = sums(dir.path(), |c| c);
+    pipe_range(&d, 0, 300);
+    d.close().unwrap();
+    // Task 0_0: sled's files overwritten with garbage. Task 0_1: checkpoint cut in half.
+    let db = dir.path().join(APP).join("0_0").join("db");
+    for entry in std::fs::read_dir(&db).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::write(&p, b"\x00garbage from a torn write").unwrap();
+        }
+    }
+    let cp = dir.path().join(APP).join("0_1").join("checkpoint");
+    let text = std::fs::read_to_string(&cp).unwrap();
+    std::fs::write(&cp, &text[..text.len() / 2]).unwrap();
+    let d = sums(dir.path(), |c| c);
+    assert_eq!(all(&d), expected(300));
+    assert_eq!(d.restore_stats().full_restores, 2);
+}
+
+#[test]
+fn a_hot_key_costs_one_changelog_record_per_commit_with_the_cache_and_one_per_update_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = sums(dir.path(), |c| c);
+    let inp = d.input_topic("in", s(), i());
+    for n in 0..1000 {
+        inp.pipe("hot".into(), 1, n);
+    }
+    d.commit().unwrap();
+    let p = d.partitions_of("in");
+    let part = (0..p).find(|&q| changelog_records(dir.path(), "sums", q) > 0).unwrap();
+    assert_eq!(changelog_records(dir.path(), "sums", part), 1);
+    drop(d);
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = sums(dir.path(), |c| c.cache_max_bytes(0));
+    let inp = d.input_topic("in", s(), i());
+    for n in 0..1000 {
+        inp.pipe("hot".into(), 1, n);
+    }
+    d.commit().unwrap();
+    assert_eq!(changelog_records(dir.path(), "sums", part), 1000);
+}
+
+/// Without a cache every update reaches the changelog at once; after an unclean stop, at-least-once
+/// replays those uncommitted records (their input is then processed again: duplicates the guarantee
+/// allows), while exactly-once drops them and rebuilds the committed state.
+#[test]
+fn after_an_unclean_stop_exactly_once_returns_to_the_committed_state() {
+    for exactly_once in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = sums(dir.path(), |c| c.cache_max_bytes(0).exactly_once(exactly_once));
+        pipe_range(&d, 0, 50);
+        d.commit().unwrap();
+        pipe_range(&d, 50, 60);
+        // Dropping flushes the changelog's write buffer: the uncommitted records are durable, as after a
+        // crash that came after a background flush.
+        drop(d);
+        let d = sums(dir.path(), |c| c.cache_max_bytes(0).exactly_once(exactly_once));
+        if exactly_once {
+            assert_eq!(all(&d), expected(50));
+            assert_eq!(d.restore_stats().full_restores, 2);
+        } else {
+            assert_eq!(all(&d), expected(60));
+        }
+    }
+}
+
+#[test]
+fn a_value_in_an_unknown_format_version_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = sums(dir.path(), |c| c);
+    d.input_topic("in", s(), i()).pipe("k".into(), 1, 0);
+    d.close().unwrap();
+    // A future build's record appended to the changelog; the clean checkpoint makes the tail replay it.
+    let part = (0..2).find(|&q| changelog_records(dir.path(), "sums", q) > 0).unwrap();
+    let path =
+        dir.path().join(APP).join("changelogs").join(format!("{APP}-sums-changelog")).join(format!("{part}.log"));
+    let mut log = LogChangelog::open(&path).unwrap();
+    let key = {
+        let mut v = Vec::new();
+        v.extend(topology::Serdes::bincode::<String>().serialize(&"k".to_string()).unwrap());
+        v
+    };
+    log.append(&key, Some(&[9, 1, 2, 3]), 0).unwrap();
+    log.flush().unwrap();
+    // The clean checkpoint's offset is before the new record, so it is restored as a tail.
+    let d = sums(dir.path(), |c| c);
+    let err = d.input_topic("in", s(), i()).try_pipe("k".into(), 1, 1).unwrap_err();
+    assert!(err.to_string().contains("format version 9; this build reads version 1"), "{err}");
+}
+
+#[test]
+fn windowed_state_on_disk_stays_bounded_on_an_unbounded_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(s(), i()))
+        .group_by_key(Grouped::new())
+        .windowed_by(TimeWindows::of(Duration::from_secs(60)))
+        .emit(EmitStrategy::OnWindowClose)
+        .count(Materialized::as_("counts"))
+        .to_stream()
+        .map(|k, v| (k.key, v.unwrap_or(0) as i64))
+        .to("out", Produced::with(s(), i()));
+    let d = TestDriver::builder(b.build().unwrap())
+        .application_id(APP)
+        .state(StateConfig::new(dir.path()))
+        .build()
+        .unwrap();
+    let inp = d.input_topic("in", s(), i());
+    let mut max_entries = 0;
+    for minute in 0..120i64 {
+        inp.pipe_batch((0..50).map(|u| (format!("user-{u}"), 1, minute * 60_000 + u)));
+        d.commit().unwrap();
+        max_entries = max_entries.max(d.store_entries("counts"));
+    }
+    // 50 keys per minute, one open window per key: expired segments are dropped as stream time moves.
+    assert!(max_entries <= 150, "{max_entries}");
+    assert_eq!(d.output_topic("out", s(), i()).read_values().len(), 119 * 50);
+    assert!(d.state_size_on_disk() < 64 << 20, "{}", d.state_size_on_disk());
+}
+
+#[test]
+fn results_with_sled_stores_equal_in_memory_results() {
+    fn run(dir: Option<&Path>) -> Vec<(String, u64)> {
+        let mut b = StreamsBuilder::new();
+        b.stream("in", Consumed::with(s(), i()))
+            .select_key(|_, v| format!("g{}", v % 7))
+            .group_by_key(Grouped::as_("by-group"))
+            .windowed_by(TimeWindows::of(Duration::from_millis(100)).advance_by(Duration::from_millis(50)))
+            .emit(EmitStrategy::OnWindowClose)
+            .count(Materialized::as_("c"))
+            .to_stream()
+            .map(|k, v| (format!("{}@{}", k.key, k.window.start), v.unwrap()))
+            .to("out", Produced::with(s(), crate::json::<u64>()));
+        let mut builder = TestDriver::builder(b.build().unwrap()).partitions(3);
+        if let Some(dir) = dir {
+            builder = builder.state(StateConfig::new(dir).cache_max_bytes(4096));
+        }
+        let d = builder.build().unwrap();
+        let inp = d.input_topic("in", s(), i());
+        for n in 0..600 {
+            inp.pipe(format!("k{}", n % 13), n, n * 3);
+            if n % 97 == 0 {
+                d.commit().unwrap();
+            }
+        }
+        for g in 0..7 {
+            inp.pipe(format!("end{g}"), g, 100_000);
+        }
+        let mut out = d.output_topic("out", s(), crate::json::<u64>()).read_key_values();
+        out.sort();
+        out
+    }
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(run(None), run(Some(dir.path())));
+}
