@@ -77,8 +77,8 @@ pub use record::{Change, Headers, RawRecord, Record, RecordMetadata};
 pub use runtime::{TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord};
 pub use serdes::{Serde, SerdeRef, Serdes};
 pub use state::{
-    Changelog, Data, KeyValueStore, KeyValueStoreHandle, LogChangelog, SessionStore, SessionStoreHandle, StateStore,
-    StoreBuilder, StoreKind, Stores, WindowStore, WindowStoreHandle,
+    Changelog, Data, KeyValueStore, KeyValueStoreHandle, LogChangelog, ReplayFn, SessionStore, SessionStoreHandle,
+    StateStore, StoreBuilder, StoreKind, Stores, WindowStore, WindowStoreHandle,
 };
 pub use task::{
     ChangelogFactory, DeadLetter, DeserializationPolicy, LateRecord, LateRecords, RestoreStats, StateConfig, TaskId,
