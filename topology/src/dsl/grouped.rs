@@ -64,13 +64,14 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         let name = inner.node_name(materialized.name, prefix);
         let st = store.clone();
         let factory: Factory = Arc::new(move |bc| {
-            let node = Aggregate {
+            let node = Rc::new(RefCell::new(Aggregate {
                 store: bc.dsl_store(&st),
                 first: first.clone(),
                 aggregator: aggregator.clone(),
-                forward: bc.forward::<K, Change<A>>(),
-            };
-            Ok(vec![input::<K, V>(Rc::new(RefCell::new(node)))])
+                forward: bc.change_forward::<K, A>(),
+            }));
+            bc.flush_on_commit(node.clone());
+            Ok(vec![input::<K, V>(node)])
         });
         let id = inner.add_node(name, NodeKind::Processor, vec![(input_stream.node, 0)], vec![store.clone()], factory);
         drop(inner);
@@ -157,14 +158,15 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         let (init, adder, subtractor) = (Arc::new(init), Arc::new(adder), Arc::new(subtractor));
         let st = store.clone();
         let factory: Factory = Arc::new(move |bc| {
-            let node = TableAggregate {
+            let node = Rc::new(RefCell::new(TableAggregate {
                 store: bc.dsl_store(&st),
                 init: init.clone(),
                 adder: adder.clone(),
                 subtractor: subtractor.clone(),
-                forward: bc.forward::<K, Change<A>>(),
-            };
-            Ok(vec![input::<K, Change<V>>(Rc::new(RefCell::new(node)))])
+                forward: bc.change_forward::<K, A>(),
+            }));
+            bc.flush_on_commit(node.clone());
+            Ok(vec![input::<K, Change<V>>(node)])
         });
         let id = inner.add_node(name, NodeKind::Processor, vec![(source, 0)], vec![store.clone()], factory);
         drop(inner);

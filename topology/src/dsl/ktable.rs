@@ -103,8 +103,10 @@ pub(crate) fn table_source<K: Data, V: Data>(
     let name = inner.node_name(materialized.name, "KTABLE-SOURCE");
     let st = store.clone();
     let factory: Factory = Arc::new(move |bc| {
-        let node = TableSource { store: bc.dsl_store(&st), forward: bc.forward::<K, Change<V>>() };
-        Ok(vec![input::<K, Option<V>>(Rc::new(RefCell::new(node)))])
+        let node =
+            Rc::new(RefCell::new(TableSource { store: bc.dsl_store(&st), forward: bc.change_forward::<K, V>() }));
+        bc.flush_on_commit(node.clone());
+        Ok(vec![input::<K, Option<V>>(node)])
     });
     let id = inner.add_node(name, NodeKind::Processor, vec![(source, 0)], vec![store.clone()], factory);
     if global {
@@ -180,8 +182,10 @@ impl<K: Data, V: Data> KTable<K, V> {
         let name = inner.node_name(materialized.name, "KTABLE-MATERIALIZE");
         let st = store.clone();
         let factory: Factory = Arc::new(move |b| {
-            let node = Materialize { store: b.dsl_store(&st), forward: b.forward::<K, Change<V>>() };
-            Ok(vec![input::<K, Change<V>>(Rc::new(RefCell::new(node)))])
+            let node =
+                Rc::new(RefCell::new(Materialize { store: b.dsl_store(&st), forward: b.change_forward::<K, V>() }));
+            b.flush_on_commit(node.clone());
+            Ok(vec![input::<K, Change<V>>(node)])
         });
         let id = inner.add_node(name, NodeKind::Processor, vec![(self.node, 0)], vec![store.clone()], factory);
         KTable::new(self.b.clone(), id, Some(store), self.key_serde.clone())

@@ -12,7 +12,6 @@ use crate::ops::aggregate::{Aggregator, First, Merger};
 use crate::ops::session_aggregate::SessionAggregate;
 use crate::ops::sliding_aggregate::SlidingAggregate;
 use crate::ops::window_aggregate::WindowAggregate;
-use crate::record::Change;
 use crate::state::{Data, Stores};
 use crate::window::{EmitStrategy, SessionWindows, SlidingWindows, TimeWindows, Windowed};
 
@@ -95,7 +94,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                         store: bc.dsl_store(&st),
                         first: first.clone(),
                         aggregator: aggregator.clone(),
-                        forward: bc.forward::<Windowed<K>, Change<A>>(),
+                        forward: bc.change_forward::<Windowed<K>, A>(),
                         done_upto: i64::MIN,
                         _v: std::marker::PhantomData,
                     }));
@@ -115,7 +114,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                         store: bc.dsl_store(&st),
                         first: first.clone(),
                         aggregator: aggregator.clone(),
-                        forward: bc.forward::<Windowed<K>, Change<A>>(),
+                        forward: bc.change_forward::<Windowed<K>, A>(),
                         done_upto: i64::MIN,
                         _v: std::marker::PhantomData,
                     }));
@@ -209,7 +208,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 first: first.clone(),
                 aggregator: aggregator.clone(),
                 merger: merger.clone(),
-                forward: bc.forward::<Windowed<K>, Change<A>>(),
+                forward: bc.change_forward::<Windowed<K>, A>(),
                 done_upto: i64::MIN,
                 _v: std::marker::PhantomData,
             }));

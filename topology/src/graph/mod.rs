@@ -12,7 +12,9 @@ use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::state::StoreBuilder;
+use crate::ops::change_forward::ChangeForward;
+use crate::record::Change;
+use crate::state::{Data, StoreBuilder};
 use crate::task::{Downstream, Forward, Punctuator, SourceNode};
 
 /// A topic name; internal topics are prefixed with the application id when a runtime resolves them.
@@ -124,6 +126,8 @@ pub(crate) struct BuildCtx<'a> {
     pub(crate) stores: &'a HashMap<String, Rc<dyn Any>>,
     pub(crate) sources: &'a mut Vec<(String, Box<dyn SourceNode>)>,
     pub(crate) punctuators: &'a mut Vec<Rc<RefCell<dyn Punctuator>>>,
+    /// Stores are cached: table changes are forwarded de-duplicated, at commit, by this many keys at most.
+    pub(crate) dedup_keys: Option<usize>,
 }
 
 impl BuildCtx<'_> {
@@ -139,6 +143,22 @@ impl BuildCtx<'_> {
             }
         }
         Forward::new(handles)
+    }
+
+    /// How this node forwards table changes: de-duplicated until commit when stores are cached.
+    pub(crate) fn change_forward<K: Data, V: Data>(&mut self) -> ChangeForward<K, V> {
+        let forward = self.forward::<K, Change<V>>();
+        match self.dedup_keys {
+            Some(max_keys) => ChangeForward::Deduplicated { forward, pending: Default::default(), max_keys },
+            None => ChangeForward::Immediate(forward),
+        }
+    }
+
+    /// Registers `node` for commit hooks if its changes are buffered until commit.
+    pub(crate) fn flush_on_commit(&mut self, node: Rc<RefCell<dyn Punctuator>>) {
+        if self.dedup_keys.is_some() {
+            self.punctuators.push(node);
+        }
     }
 
     /// The typed handle of store `name`, downcast to `H`.

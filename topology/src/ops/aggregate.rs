@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
+use super::change_forward::ChangeForward;
 use crate::record::{Change, Record};
 use crate::state::{Data, KeyValueStoreHandle};
-use crate::task::{Downstream, Forward, TaskCtx};
+use crate::task::{Downstream, Punctuator, TaskCtx};
 
 /// Creates the initial aggregate.
 pub(crate) type Initializer<A> = Arc<dyn Fn() -> A + Send + Sync>;
@@ -20,7 +21,7 @@ pub(crate) struct Aggregate<K, V, A> {
     pub(crate) store: KeyValueStoreHandle<K, A>,
     pub(crate) first: First<K, V, A>,
     pub(crate) aggregator: Aggregator<K, V, A>,
-    pub(crate) forward: Forward<K, Change<A>>,
+    pub(crate) forward: ChangeForward<K, A>,
 }
 
 impl<K: Data, V, A: Data> Downstream<K, V> for Aggregate<K, V, A> {
@@ -33,5 +34,11 @@ impl<K: Data, V, A: Data> Downstream<K, V> for Aggregate<K, V, A> {
         self.store.borrow_mut().put(&r.key, new.clone());
         let change = Change { new: Some(new), old };
         self.forward.push(ctx, Record { key: r.key, value: change, timestamp: r.timestamp, headers: r.headers });
+    }
+}
+
+impl<K: Data, V, A: Data> Punctuator for Aggregate<K, V, A> {
+    fn commit(&mut self, ctx: &mut TaskCtx) {
+        self.forward.flush(ctx);
     }
 }

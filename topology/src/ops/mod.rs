@@ -3,6 +3,7 @@
 
 pub(crate) mod aggregate;
 pub(crate) mod branch;
+pub(crate) mod change_forward;
 pub(crate) mod process;
 pub(crate) mod session_aggregate;
 pub(crate) mod sink;

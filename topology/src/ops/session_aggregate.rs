@@ -5,9 +5,10 @@
 //! when stream time passes `end + gap + grace`. A record is late when its own (possibly merged) session
 //! ends before `stream time - grace`.
 
+use super::change_forward::ChangeForward;
 use crate::record::{Change, Record};
 use crate::state::{Data, SessionStoreHandle};
-use crate::task::{Downstream, Forward, Punctuator, TaskCtx};
+use crate::task::{Downstream, Punctuator, TaskCtx};
 use crate::window::{EmitStrategy, SessionWindows, Window, Windowed};
 
 use super::aggregate::{Aggregator, First, Merger};
@@ -20,7 +21,7 @@ pub(crate) struct SessionAggregate<K, V, A> {
     pub(crate) first: First<K, V, A>,
     pub(crate) aggregator: Aggregator<K, V, A>,
     pub(crate) merger: Merger<K, A>,
-    pub(crate) forward: Forward<Windowed<K>, Change<A>>,
+    pub(crate) forward: ChangeForward<Windowed<K>, A>,
     /// Every session ending at or before this has been emitted (on-close) or may be expired.
     pub(crate) done_upto: i64,
     pub(crate) _v: std::marker::PhantomData<fn(V)>,
@@ -82,10 +83,14 @@ impl<K: Data, V: Data, A: Data> Punctuator for SessionAggregate<K, V, A> {
             for (key, window, agg) in closed {
                 self.store.borrow_mut().remove(&key, window);
                 let rec = Record::new(Windowed { key, window }, Change { new: Some(agg), old: None }, window.end);
-                self.forward.push(ctx, rec);
+                self.forward.push_now(ctx, rec);
             }
         }
         self.done_upto = last_closed_end;
         self.store.borrow_mut().expire_before(last_closed_end.saturating_add(1));
+    }
+
+    fn commit(&mut self, ctx: &mut TaskCtx) {
+        self.forward.flush(ctx);
     }
 }

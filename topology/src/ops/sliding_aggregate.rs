@@ -6,9 +6,10 @@
 //! store keeps, per window, the aggregate and the largest record timestamp in it. A window is closed once
 //! its last millisecond lies before `stream time - grace`; a record is late when all its windows are.
 
+use super::change_forward::ChangeForward;
 use crate::record::{Change, Record};
 use crate::state::{Data, WindowStoreHandle};
-use crate::task::{Downstream, Forward, Punctuator, TaskCtx};
+use crate::task::{Downstream, Punctuator, TaskCtx};
 use crate::window::{EmitStrategy, SlidingWindows, Window, Windowed};
 
 use super::aggregate::{Aggregator, First};
@@ -21,7 +22,7 @@ pub(crate) struct SlidingAggregate<K, V, A> {
     pub(crate) store: WindowStoreHandle<K, (A, i64)>,
     pub(crate) first: First<K, V, A>,
     pub(crate) aggregator: Aggregator<K, V, A>,
-    pub(crate) forward: Forward<Windowed<K>, Change<A>>,
+    pub(crate) forward: ChangeForward<Windowed<K>, A>,
     pub(crate) done_upto: i64,
     pub(crate) _v: std::marker::PhantomData<fn(V)>,
 }
@@ -148,13 +149,19 @@ impl<K: Data, V: Data, A: Data> Punctuator for SlidingAggregate<K, V, A> {
             // Closed windows stay in the store (until retention): they seed later records' left windows.
             for (key, start, (agg, _)) in closed {
                 let window = self.window(start);
-                self.forward
-                    .push(ctx, Record::new(Windowed { key, window }, Change { new: Some(agg), old: None }, window.end));
+                self.forward.push_now(
+                    ctx,
+                    Record::new(Windowed { key, window }, Change { new: Some(agg), old: None }, window.end),
+                );
             }
         }
         self.done_upto = last_closed_start;
         // Keep the windows a new record may still need as its left-window basis (up to 2d back).
         let keep = last_closed_start.saturating_sub(self.windows.time_difference);
         self.store.borrow_mut().expire_before(keep);
+    }
+
+    fn commit(&mut self, ctx: &mut TaskCtx) {
+        self.forward.flush(ctx);
     }
 }

@@ -1,14 +1,15 @@
 //! Table materialization: keeps a KTable's latest value per key in a store (tombstones delete) and
 //! forwards the change with the old value, which joins and table aggregations need.
 
+use super::change_forward::ChangeForward;
 use crate::record::{Change, Record};
 use crate::state::{Data, KeyValueStoreHandle};
-use crate::task::{Downstream, Forward, TaskCtx};
+use crate::task::{Downstream, Punctuator, TaskCtx};
 
 /// Materializes a table source (records of `Option<V>`; `None` is a tombstone).
 pub(crate) struct TableSource<K, V> {
     pub(crate) store: KeyValueStoreHandle<K, V>,
-    pub(crate) forward: Forward<K, Change<V>>,
+    pub(crate) forward: ChangeForward<K, V>,
 }
 
 impl<K: Data, V: Data> Downstream<K, Option<V>> for TableSource<K, V> {
@@ -45,7 +46,7 @@ impl<K, V> Record<K, Option<V>> {
 /// Materializes a derived table (after filter, map_values, a join).
 pub(crate) struct Materialize<K, V> {
     pub(crate) store: KeyValueStoreHandle<K, V>,
-    pub(crate) forward: Forward<K, Change<V>>,
+    pub(crate) forward: ChangeForward<K, V>,
 }
 
 impl<K: Data, V: Data> Downstream<K, Change<V>> for Materialize<K, V> {
@@ -60,5 +61,17 @@ impl<K: Data, V: Data> Downstream<K, Change<V>> for Materialize<K, V> {
             }
         }
         self.forward.push(ctx, r);
+    }
+}
+
+impl<K: Data, V: Data> Punctuator for TableSource<K, V> {
+    fn commit(&mut self, ctx: &mut TaskCtx) {
+        self.forward.flush(ctx);
+    }
+}
+
+impl<K: Data, V: Data> Punctuator for Materialize<K, V> {
+    fn commit(&mut self, ctx: &mut TaskCtx) {
+        self.forward.flush(ctx);
     }
 }

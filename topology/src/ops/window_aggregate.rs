@@ -4,9 +4,10 @@
 //! window is late (counted, routed). With [`EmitStrategy::OnWindowClose`] each window is forwarded once,
 //! when it closes, and then leaves the store; on update, closed windows expire segment by segment.
 
+use super::change_forward::ChangeForward;
 use crate::record::{Change, Record};
 use crate::state::{Data, WindowStoreHandle};
-use crate::task::{Downstream, Forward, Punctuator, TaskCtx};
+use crate::task::{Downstream, Punctuator, TaskCtx};
 use crate::window::{EmitStrategy, TimeWindows, Window, Windowed};
 
 use super::aggregate::{Aggregator, First};
@@ -18,7 +19,7 @@ pub(crate) struct WindowAggregate<K, V, A> {
     pub(crate) store: WindowStoreHandle<K, A>,
     pub(crate) first: First<K, V, A>,
     pub(crate) aggregator: Aggregator<K, V, A>,
-    pub(crate) forward: Forward<Windowed<K>, Change<A>>,
+    pub(crate) forward: ChangeForward<Windowed<K>, A>,
     /// Every window starting at or before this has been emitted (on-close) or expired.
     pub(crate) done_upto: i64,
     pub(crate) _v: std::marker::PhantomData<fn(V)>,
@@ -68,12 +69,16 @@ impl<K: Data, V: Data, A: Data> Punctuator for WindowAggregate<K, V, A> {
                     let window = Window { start, end: start + self.windows.size };
                     let rec =
                         Record::new(Windowed { key, window }, Change { new: Some(agg), old: None }, window.end - 1);
-                    self.forward.push(ctx, rec);
+                    self.forward.push_now(ctx, rec);
                 }
             }
             EmitStrategy::OnWindowUpdate => {}
         }
         self.done_upto = last_closed_start;
         self.store.borrow_mut().expire_before(last_closed_start.saturating_add(1));
+    }
+
+    fn commit(&mut self, ctx: &mut TaskCtx) {
+        self.forward.flush(ctx);
     }
 }

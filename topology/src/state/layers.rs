@@ -81,7 +81,8 @@ const ENTRY_OVERHEAD: usize = 64;
 pub(crate) struct Caching {
     pub(crate) inner: Box<dyn BytesStore>,
     pub(crate) max_bytes: usize,
-    pub(crate) time_of: Option<SegmentTime>,
+    /// For segmented stores: the segment time of a key and the segment length.
+    pub(crate) segments: Option<(SegmentTime, i64)>,
     pub(crate) stats: Rc<StoreStats>,
     dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     bytes: usize,
@@ -91,10 +92,10 @@ impl Caching {
     pub(crate) fn new(
         inner: Box<dyn BytesStore>,
         max_bytes: usize,
-        time_of: Option<SegmentTime>,
+        segments: Option<(SegmentTime, i64)>,
         stats: Rc<StoreStats>,
     ) -> Self {
-        Caching { inner, max_bytes, time_of, stats, dirty: BTreeMap::new(), bytes: 0 }
+        Caching { inner, max_bytes, segments, stats, dirty: BTreeMap::new(), bytes: 0 }
     }
 
     fn cost(key: &[u8], value: &Option<Vec<u8>>) -> usize {
@@ -163,9 +164,12 @@ impl BytesStore for Caching {
         Ok(merged.into_iter().collect())
     }
     fn expire_before(&mut self, t: i64) -> Result<()> {
-        if let Some(time_of) = self.time_of {
+        // Only entries of the segments the store below drops go: an entry in a surviving segment (a
+        // tombstone above all) must still be written down, or an older value would come back.
+        if let Some((time_of, interval)) = self.segments {
             let before = self.dirty.len();
-            self.dirty.retain(|k, _| time_of(k) >= t);
+            let first_kept = t.div_euclid(interval);
+            self.dirty.retain(|k, _| time_of(k).div_euclid(interval) >= first_kept);
             if self.dirty.len() != before {
                 self.bytes = self.dirty.iter().map(|(k, v)| Self::cost(k, v)).sum();
             }

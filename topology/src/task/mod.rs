@@ -71,6 +71,8 @@ pub(crate) trait Punctuator {
     fn stream_time_advanced(&mut self, _ctx: &mut TaskCtx) {}
     /// Wall-clock time moved forward.
     fn wall_clock_advanced(&mut self, _ctx: &mut TaskCtx) {}
+    /// The task is committing: forward what was held back until now.
+    fn commit(&mut self, _ctx: &mut TaskCtx) {}
 }
 
 /// A source node: decodes raw records into its typed queue and feeds them to its children.
@@ -122,6 +124,7 @@ impl Task {
         shared_stores: &HashMap<String, Rc<dyn Any>>,
         mut state: Option<StateManager>,
     ) -> crate::Result<Task> {
+        let dedup_keys = state.as_ref().and_then(StateManager::dedup_keys);
         let errors = ErrorSlot::default();
         let mut stores = Vec::new();
         let mut handles: HashMap<String, Rc<dyn Any>> = shared_stores.clone();
@@ -160,6 +163,7 @@ impl Task {
                 stores: &handles,
                 sources: &mut sources,
                 punctuators: &mut punctuators,
+                dedup_keys,
             };
             let ports = (def.factory)(&mut b)?;
             inputs.insert(n, ports);
@@ -222,8 +226,12 @@ impl Task {
         }
     }
 
-    /// Commits state: caches → stores → changelogs → checkpoint (a no-op for in-memory state).
+    /// Forwards held-back table changes, then commits state: caches → stores → changelogs → checkpoint
+    /// (a no-op for in-memory state).
     pub(crate) fn commit(&mut self) -> crate::Result<()> {
+        for p in &self.punctuators {
+            p.borrow_mut().commit(&mut self.ctx);
+        }
         if let Some(sm) = self.state.as_mut() {
             sm.commit(&self.stores, self.ctx.stream_time, false)?;
         }
@@ -232,6 +240,9 @@ impl Task {
 
     /// Commits and marks the state as cleanly closed.
     pub(crate) fn close(&mut self) -> crate::Result<()> {
+        for p in &self.punctuators {
+            p.borrow_mut().commit(&mut self.ctx);
+        }
         if let Some(sm) = self.state.as_mut() {
             sm.commit(&self.stores, self.ctx.stream_time, true)?;
         }

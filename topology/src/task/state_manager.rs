@@ -220,6 +220,11 @@ impl StateManager {
         })
     }
 
+    /// With a cache, table changes are de-duplicated until commit, by this many keys at most.
+    pub(crate) fn dedup_keys(&self) -> Option<usize> {
+        (self.config.cache_max_bytes > 0).then(|| (self.config.cache_max_bytes / 256).max(64))
+    }
+
     /// The stream time recorded at the last commit.
     pub(crate) fn checkpointed_stream_time(&self) -> i64 {
         self.checkpoint.as_ref().map_or(i64::MIN, |c| c.stream_time)
@@ -252,7 +257,8 @@ impl StateManager {
         let stats = Rc::new(StoreStats::default());
         self.stats.insert(name.clone(), stats.clone());
         if self.config.cache_max_bytes > 0 {
-            stack = Box::new(Caching::new(stack, self.config.cache_max_bytes, time_of, stats.clone()));
+            let segments = time_of.map(|f| (f, crate::state::segment_interval(builder.retention)));
+            stack = Box::new(Caching::new(stack, self.config.cache_max_bytes, segments, stats.clone()));
         }
         stack = Box::new(Metered { inner: stack, stats });
         Ok((builder.make_persistent)(stack, errors))

@@ -255,3 +255,62 @@ fn results_with_sled_stores_equal_in_memory_results() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(run(None), run(Some(dir.path())));
 }
+
+/// Regression: a cached tombstone of an emitted window must reach the store even when the window's
+/// segment lives on, or the window's older value comes back.
+#[test]
+fn emitted_windows_stay_deleted_with_and_without_a_cache() {
+    fn run(cache: usize) -> (Vec<(String, u64)>, Vec<(String, i64, u64)>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = StreamsBuilder::new();
+        b.stream("in", Consumed::with(s(), i()))
+            .group_by_key(Grouped::new())
+            .windowed_by(TimeWindows::of(Duration::from_millis(100)))
+            .emit(EmitStrategy::OnWindowClose)
+            .count(Materialized::as_("c"))
+            .to_stream()
+            .map(|k, v| (format!("{}@{}", k.key, k.window.start), v.unwrap()))
+            .to("out", Produced::with(s(), crate::json::<u64>()));
+        let config = StateConfig::new(dir.path()).cache_max_bytes(cache);
+        let d = TestDriver::builder(b.build().unwrap()).state(config).build().unwrap();
+        let inp = d.input_topic("in", s(), i());
+        for n in 0..60 {
+            inp.pipe("g".into(), n, n * 30);
+            if n == 40 {
+                d.commit().unwrap();
+            }
+        }
+        let open = d.window_all::<String, u64>("c");
+        (d.output_topic("out", s(), crate::json::<u64>()).read_key_values(), open)
+    }
+    let (out, open) = run(0);
+    assert_eq!(open, vec![("g".into(), 1700, 3)]);
+    assert_eq!(out.len(), 17);
+    assert_eq!(run(4096), (out.clone(), open.clone()));
+    assert_eq!(run(1 << 20), (out, open));
+}
+
+#[test]
+fn with_a_cache_table_updates_are_forwarded_once_per_key_per_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = sums(dir.path(), |c| c);
+    let out = d.output_topic("out", s(), Serdes::optional(i()));
+    let inp = d.input_topic("in", s(), i());
+    for n in 1..=10 {
+        inp.pipe("a".into(), n, n);
+        inp.pipe("b".into(), 100, n);
+    }
+    assert!(out.is_empty(), "held back until the commit");
+    d.commit().unwrap();
+    let mut got = out.read_key_values();
+    got.sort();
+    assert_eq!(got, vec![("a".into(), Some(55)), ("b".into(), Some(1000))]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = sums(dir.path(), |c| c.cache_max_bytes(0));
+    let inp = d.input_topic("in", s(), i());
+    for n in 1..=10 {
+        inp.pipe("a".into(), n, n);
+    }
+    assert_eq!(d.output_topic("out", s(), Serdes::optional(i())).read_values().len(), 10, "no cache: every update");
+}
