@@ -260,7 +260,9 @@ fn results_with_sled_stores_equal_in_memory_results() {
 /// segment lives on, or the window's older value comes back.
 #[test]
 fn emitted_windows_stay_deleted_with_and_without_a_cache() {
-    fn run(cache: usize) -> (Vec<(String, u64)>, Vec<(String, i64, u64)>) {
+    type Emitted = Vec<(String, u64)>;
+    type Open = Vec<(String, i64, u64)>;
+    fn run(cache: usize) -> (Emitted, Open) {
         let dir = tempfile::tempdir().unwrap();
         let mut b = StreamsBuilder::new();
         b.stream("in", Consumed::with(s(), i()))
