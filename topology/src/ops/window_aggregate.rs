@@ -58,6 +58,8 @@ impl<K: Data, V: Data, A: Data> Punctuator for WindowAggregate<K, V, A> {
     fn stream_time_advanced(&mut self, ctx: &mut TaskCtx) {
         // Windows with end <= close, i.e. start <= close - size, are closed.
         let last_closed_start = ctx.stream_time.saturating_sub(self.windows.grace).saturating_sub(self.windows.size);
+        // Window starts are multiples of `advance`: nothing new closes until one more start is passed.
+        let last_closed_start = last_closed_start - last_closed_start.rem_euclid(self.windows.advance);
         if last_closed_start <= self.done_upto {
             return;
         }

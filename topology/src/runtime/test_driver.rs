@@ -29,9 +29,17 @@ pub struct TestDriverBuilder {
     partitions: HashMap<String, u32>,
     wall_clock: i64,
     state: Option<StateConfig>,
+    keep_records: bool,
 }
 
 impl TestDriverBuilder {
+    /// `false`: topics count records but keep none, so a long benchmark or soak runs in bounded memory
+    /// (output topics then read as empty; see [`TestDriver::records_written`]). Default `true`.
+    pub fn keep_records(mut self, keep: bool) -> Self {
+        self.keep_records = keep;
+        self
+    }
+
     /// Keeps state in sled stores under a state directory, behind write-back caches and changelogs, as a
     /// production runtime does (default: in-memory stores). A driver built again on the same directory
     /// restores every task's state.
@@ -63,7 +71,15 @@ impl TestDriverBuilder {
     }
     /// Plans partitions (checking co-partitioning) and compiles every task.
     pub fn build(self) -> Result<TestDriver, Error> {
-        let TestDriverBuilder { topology, application_id, default_partitions, partitions, wall_clock, state } = self;
+        let TestDriverBuilder {
+            topology,
+            application_id,
+            default_partitions,
+            partitions,
+            wall_clock,
+            state,
+            keep_records,
+        } = self;
         let plan =
             topology.plan(&application_id, &|t| Some(partitions.get(t).copied().unwrap_or(default_partitions)))?;
         let ctx = |id: TaskId| {
@@ -111,6 +127,7 @@ impl TestDriverBuilder {
             read: HashMap::new(),
             wall_clock,
             application_id,
+            keep_records,
         };
         Ok(TestDriver { state: Rc::new(RefCell::new(state)) })
     }
@@ -122,6 +139,7 @@ struct Log {
     records: Vec<(u32, u64, RawRecord)>,
     next_offset: Vec<u64>,
     round_robin: u32,
+    written: u64,
 }
 
 struct State {
@@ -136,6 +154,7 @@ struct State {
     /// How far output topics have been read, per topic (shared by every handle, like Kafka's driver).
     read: HashMap<String, usize>,
     wall_clock: i64,
+    keep_records: bool,
 }
 
 impl State {
@@ -146,7 +165,10 @@ impl State {
     /// Appends to a topic and hands the record to the tasks that read that partition.
     fn append(&mut self, topic: &str, partition: Option<u32>, raw: RawRecord) -> Result<(), Error> {
         let n = self.partition_count(topic);
-        let log = self.logs.entry(topic.to_string()).or_default();
+        if !self.logs.contains_key(topic) {
+            self.logs.insert(topic.to_string(), Log::default());
+        }
+        let log = self.logs.get_mut(topic).expect("just inserted");
         log.next_offset.resize(n as usize, 0);
         let p = match (partition, &raw.key) {
             (Some(p), _) => p % n,
@@ -158,18 +180,26 @@ impl State {
         };
         let offset = log.next_offset[p as usize];
         log.next_offset[p as usize] += 1;
-        log.records.push((p, offset, raw.clone()));
+        log.written += 1;
+        if self.keep_records {
+            log.records.push((p, offset, raw.clone()));
+        }
+        let mut targets: Vec<&mut Task> = Vec::new();
         if self.global_topics.contains(topic) {
-            if let Some(g) = self.global.as_mut() {
-                g.enqueue(topic, p, offset, raw.clone())?;
+            targets.extend(self.global.as_mut());
+        }
+        if let Some(subs) = self.consumers.get(topic) {
+            for (id, task) in self.tasks.iter_mut() {
+                if id.partition == p && subs.contains(&id.subtopology) {
+                    targets.push(task);
+                }
             }
         }
-        if let Some(subs) = self.consumers.get(topic).cloned() {
-            for s in subs {
-                let id = TaskId { subtopology: s, partition: p };
-                let task = self.tasks.get_mut(&id).unwrap_or_else(|| panic!("no task {id} for {topic}[{p}]"));
+        if let Some((last, rest)) = targets.split_last_mut() {
+            for task in rest {
                 task.enqueue(topic, p, offset, raw.clone())?;
             }
+            last.enqueue(topic, p, offset, raw)?;
         }
         Ok(())
     }
@@ -271,6 +301,7 @@ impl TestDriver {
             partitions: HashMap::new(),
             wall_clock: 0,
             state: None,
+            keep_records: true,
         }
     }
 
@@ -348,6 +379,11 @@ impl TestDriver {
     /// Bytes of all tasks' sled databases on disk (zero for in-memory state).
     pub fn state_size_on_disk(&self) -> u64 {
         self.state.borrow().tasks.values().filter_map(|t| t.state.as_ref()).map(|sm| sm.size_on_disk()).sum()
+    }
+
+    /// How many records were written to `topic` (a resolved name), kept or not.
+    pub fn records_written(&self, topic: &str) -> u64 {
+        self.state.borrow().logs.get(topic).map_or(0, |l| l.written)
     }
 
     /// Number of tasks (sub-topologies × partitions).

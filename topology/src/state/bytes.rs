@@ -12,7 +12,13 @@ pub(crate) type TimeHint = Option<(i64, i64)>;
 /// An ordered byte-key store.
 pub(crate) trait BytesStore {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>>;
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Reads without copying where the layer can: `f` sees the value (or `None`).
+    fn get_with(&mut self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<()> {
+        let v = self.get(key)?;
+        f(v.as_deref());
+        Ok(())
+    }
+    fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<()>;
     fn delete(&mut self, key: &[u8]) -> Result<()>;
     /// Entries with `lo <= key` and (if given) `key <= hi`, in key order.
     fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, time: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;

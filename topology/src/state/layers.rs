@@ -27,13 +27,13 @@ impl BytesStore for ChangeLogging {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.inner.get(key)
     }
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.inner.put(key, value)?;
-        self.changelog.borrow_mut().append(key, Some(value), self.clock.get())
+    fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
+        self.changelog.borrow_mut().append(key, Some(&value), self.clock.get())?;
+        self.inner.put(key, value)
     }
     fn delete(&mut self, key: &[u8]) -> Result<()> {
-        self.inner.delete(key)?;
-        self.changelog.borrow_mut().append(key, None, self.clock.get())
+        self.changelog.borrow_mut().append(key, None, self.clock.get())?;
+        self.inner.delete(key)
     }
     fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, time: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.inner.range(lo, hi, time)
@@ -77,15 +77,24 @@ const ENTRY_OVERHEAD: usize = 64;
 
 /// Write-back cache: writes stay here (the latest per key) until a commit or until the cache exceeds
 /// `max_bytes`, so repeated updates of a hot key within a commit interval cost one store write and one
-/// changelog record. Reads of cached keys do not reach the store.
+/// changelog record. Entries read or written stay cached (clean after a flush) within the same bound, so
+/// hot keys are served from memory across commits. Entries are grouped by time segment (one group for
+/// key-value stores), so range scans and expiry touch only the segments involved.
 pub(crate) struct Caching {
     pub(crate) inner: Box<dyn BytesStore>,
     pub(crate) max_bytes: usize,
     /// For segmented stores: the segment time of a key and the segment length.
     pub(crate) segments: Option<(SegmentTime, i64)>,
     pub(crate) stats: Rc<StoreStats>,
-    dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    entries: BTreeMap<i64, BTreeMap<Vec<u8>, Entry>>,
     bytes: usize,
+    dirty: usize,
+}
+
+/// A cached value (`None`: known to be absent) and whether the store below lacks it yet.
+struct Entry {
+    value: Option<Vec<u8>>,
+    dirty: bool,
 }
 
 impl Caching {
@@ -95,83 +104,128 @@ impl Caching {
         segments: Option<(SegmentTime, i64)>,
         stats: Rc<StoreStats>,
     ) -> Self {
-        Caching { inner, max_bytes, segments, stats, dirty: BTreeMap::new(), bytes: 0 }
+        Caching { inner, max_bytes, segments, stats, entries: BTreeMap::new(), bytes: 0, dirty: 0 }
     }
 
     fn cost(key: &[u8], value: &Option<Vec<u8>>) -> usize {
         key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD
     }
 
-    fn write(&mut self, key: &[u8], value: Option<Vec<u8>>) -> Result<()> {
+    fn segment_of(&self, key: &[u8]) -> i64 {
+        self.segments.map_or(0, |(time_of, interval)| time_of(key).div_euclid(interval))
+    }
+
+    /// Caches `value` for `key`; `dirty` when it still has to reach the store below.
+    fn set(&mut self, key: &[u8], value: Option<Vec<u8>>, dirty: bool) -> Result<()> {
         let added = Self::cost(key, &value);
-        match self.dirty.get_mut(key) {
-            Some(slot) => {
-                self.bytes -= Self::cost(key, slot);
-                *slot = value;
+        let seg = self.segment_of(key);
+        let entries = self.entries.entry(seg).or_default();
+        match entries.get_mut(key) {
+            Some(e) => {
+                self.bytes -= Self::cost(key, &e.value);
+                self.dirty -= usize::from(e.dirty);
+                *e = Entry { value, dirty: e.dirty || dirty };
+                self.dirty += usize::from(e.dirty);
             }
             None => {
-                self.dirty.insert(key.to_vec(), value);
+                entries.insert(key.to_vec(), Entry { value, dirty });
+                self.dirty += usize::from(dirty);
             }
         }
         self.bytes += added;
         if self.bytes > self.max_bytes {
             self.write_down()?;
+            // Still over: forget the clean entries.
+            self.entries.clear();
+            self.bytes = 0;
         }
         Ok(())
     }
 
-    /// Writes every dirty entry to the layer below, in key order.
+    /// Writes every dirty entry to the layer below, segment by segment in key order; they stay cached.
     fn write_down(&mut self) -> Result<()> {
-        if self.dirty.is_empty() {
+        if self.dirty == 0 {
             return Ok(());
         }
         bump(&self.stats.cache_flushes);
-        for (k, v) in std::mem::take(&mut self.dirty) {
-            match v {
-                Some(v) => self.inner.put(&k, &v)?,
-                None => self.inner.delete(&k)?,
+        for entries in self.entries.values_mut() {
+            for (k, e) in entries.iter_mut().filter(|(_, e)| e.dirty) {
+                match &e.value {
+                    Some(v) => self.inner.put(k, v.clone())?,
+                    None => self.inner.delete(k)?,
+                }
+                e.dirty = false;
             }
         }
-        self.bytes = 0;
+        self.dirty = 0;
         Ok(())
     }
 }
 
 impl BytesStore for Caching {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(v) = self.dirty.get(key) {
+        if let Some(e) = self.entries.get(&self.segment_of(key)).and_then(|e| e.get(key)) {
             bump(&self.stats.cache_hits);
-            return Ok(v.clone());
+            return Ok(e.value.clone());
         }
         bump(&self.stats.cache_misses);
-        self.inner.get(key)
+        let value = self.inner.get(key)?;
+        self.set(key, value.clone(), false)?;
+        Ok(value)
     }
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.write(key, Some(value.to_vec()))
+    fn get_with(&mut self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<()> {
+        if let Some(e) = self.entries.get(&self.segment_of(key)).and_then(|e| e.get(key)) {
+            bump(&self.stats.cache_hits);
+            f(e.value.as_deref());
+            return Ok(());
+        }
+        let v = self.get(key)?;
+        f(v.as_deref());
+        Ok(())
+    }
+    fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
+        self.set(key, Some(value), true)
     }
     fn delete(&mut self, key: &[u8]) -> Result<()> {
-        self.write(key, None)
+        self.set(key, None, true)
     }
     fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, time: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.inner.range(lo, hi, time)?.into_iter().collect();
+        let below = self.inner.range(lo, hi, time)?;
+        let groups: Vec<&BTreeMap<Vec<u8>, Entry>> = match (time, self.segments) {
+            (Some((from, to)), Some((_, interval))) => {
+                let (a, b) = (from.div_euclid(interval), to.div_euclid(interval).max(from.div_euclid(interval)));
+                self.entries.range(a..=b).map(|(_, e)| e).collect()
+            }
+            _ => self.entries.values().collect(),
+        };
+        if self.dirty == 0 || groups.iter().all(|g| g.values().all(|e| !e.dirty)) {
+            return Ok(below); // clean entries equal the store below
+        }
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = below.into_iter().collect();
         let upper = hi.map_or(Bound::Unbounded, Bound::Included);
-        for (k, v) in self.dirty.range::<[u8], _>((Bound::Included(lo), upper)) {
-            match v {
-                Some(v) => merged.insert(k.clone(), v.clone()),
-                None => merged.remove(k),
-            };
+        for group in groups {
+            for (k, e) in group.range::<[u8], _>((Bound::Included(lo), upper)).filter(|(_, e)| e.dirty) {
+                match &e.value {
+                    Some(v) => merged.insert(k.clone(), v.clone()),
+                    None => merged.remove(k),
+                };
+            }
         }
         Ok(merged.into_iter().collect())
     }
     fn expire_before(&mut self, t: i64) -> Result<()> {
-        // Only entries of the segments the store below drops go: an entry in a surviving segment (a
-        // tombstone above all) must still be written down, or an older value would come back.
-        if let Some((time_of, interval)) = self.segments {
-            let before = self.dirty.len();
+        // Only the segments the store below drops go: an entry in a surviving segment (a tombstone above
+        // all) must still be written down, or an older value would come back.
+        if let Some((_, interval)) = self.segments {
             let first_kept = t.div_euclid(interval);
-            self.dirty.retain(|k, _| time_of(k).div_euclid(interval) >= first_kept);
-            if self.dirty.len() != before {
-                self.bytes = self.dirty.iter().map(|(k, v)| Self::cost(k, v)).sum();
+            if self.entries.keys().next().is_some_and(|&s| s < first_kept) {
+                let kept = self.entries.split_off(&first_kept);
+                for (_, group) in std::mem::replace(&mut self.entries, kept) {
+                    for (k, e) in group {
+                        self.bytes -= Self::cost(&k, &e.value);
+                        self.dirty -= usize::from(e.dirty);
+                    }
+                }
             }
         }
         self.inner.expire_before(t)
@@ -181,17 +235,20 @@ impl BytesStore for Caching {
         self.inner.flush()
     }
     fn approximate_len(&self) -> u64 {
-        self.inner.approximate_len() + self.dirty.len() as u64
+        self.inner.approximate_len() + self.dirty as u64
     }
     fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
-        if let Some(v) = self.dirty.remove(key) {
-            self.bytes -= Self::cost(key, &v);
+        let seg = self.segment_of(key);
+        if let Some(e) = self.entries.get_mut(&seg).and_then(|g| g.remove(key)) {
+            self.bytes -= Self::cost(key, &e.value);
+            self.dirty -= usize::from(e.dirty);
         }
         self.inner.restore(key, value)
     }
     fn wipe(&mut self) -> Result<()> {
-        self.dirty.clear();
+        self.entries.clear();
         self.bytes = 0;
+        self.dirty = 0;
         self.inner.wipe()
     }
 }
@@ -207,7 +264,11 @@ impl BytesStore for Metered {
         bump(&self.stats.gets);
         self.inner.get(key)
     }
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+    fn get_with(&mut self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<()> {
+        bump(&self.stats.gets);
+        self.inner.get_with(key, f)
+    }
+    fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
         bump(&self.stats.puts);
         self.inner.put(key, value)
     }
@@ -248,9 +309,9 @@ mod tests {
         fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
             Ok(self.0.get(key).cloned())
         }
-        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
             self.1.set(self.1.get() + 1);
-            self.0.insert(key.to_vec(), value.to_vec());
+            self.0.insert(key.to_vec(), value);
             Ok(())
         }
         fn delete(&mut self, key: &[u8]) -> Result<()> {
@@ -290,13 +351,17 @@ mod tests {
         let stats = Rc::new(StoreStats::default());
         let mut c = Caching::new(Box::new(Map(BTreeMap::new(), writes.clone())), 1 << 20, None, stats.clone());
         for i in 0..1000u32 {
-            c.put(b"hot", &i.to_le_bytes()).unwrap();
+            c.put(b"hot", i.to_le_bytes().to_vec()).unwrap();
             assert_eq!(c.get(b"hot").unwrap(), Some(i.to_le_bytes().to_vec()));
         }
         assert_eq!(writes.get(), 0);
         c.flush().unwrap();
         assert_eq!(writes.get(), 1);
         assert_eq!(stats.cache_hits.get(), 1000);
+        // After the flush the entry stays cached (clean): reads still hit, nothing is written again.
+        assert_eq!(c.get(b"hot").unwrap(), Some(999u32.to_le_bytes().to_vec()));
+        c.flush().unwrap();
+        assert_eq!((stats.cache_hits.get(), writes.get()), (1001, 1));
     }
 
     #[test]
@@ -306,9 +371,10 @@ mod tests {
         let mut c =
             Caching::new(Box::new(Map(BTreeMap::new(), writes.clone())), 10 * (ENTRY_OVERHEAD + 2), None, stats);
         for i in 0..25u8 {
-            c.put(&[i], &[i]).unwrap();
+            c.put(&[i], vec![i]).unwrap();
             assert!(c.bytes <= c.max_bytes);
         }
+        assert_eq!(c.get(&[24]).unwrap(), Some(vec![24]));
         assert!(writes.get() >= 20, "{}", writes.get());
         c.delete(&[3]).unwrap();
         let r = c.range(&[2], Some(&[4]), None).unwrap();

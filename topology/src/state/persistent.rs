@@ -69,12 +69,18 @@ impl Inner {
         self.ok(decode_value(&self.name, raw).map(Some))
     }
     fn get<V: Data>(&self, key: &[u8]) -> Option<V> {
-        let raw = self.stack.borrow_mut().get(key);
-        self.value(&self.ok(raw)?)
+        let mut out = None;
+        let r = self.stack.borrow_mut().get_with(key, &mut |raw| out = raw.map(|raw| decode_value(&self.name, raw)));
+        self.ok(r);
+        self.ok(out.transpose())
     }
     fn put<V: Data>(&self, key: &[u8], v: &V) {
-        let r = self.stack.borrow_mut().put(key, &encode_value(v));
+        let r = self.stack.borrow_mut().put(key, encode_value(v));
         self.ok(r)
+    }
+    /// Runs `f` on the encoded `key ++ suffix` without allocating.
+    fn with_key<K: Data, R>(&self, key: &K, suffix: &[i64], f: impl FnOnce(&[u8]) -> R) -> R {
+        self.buf.with(key, suffix, f)
     }
     fn delete(&self, key: &[u8]) {
         let r = self.stack.borrow_mut().delete(key);
@@ -140,10 +146,10 @@ fn prefix_end(prefix: &[u8], suffix_len: usize) -> Vec<u8> {
 
 impl<K: Data, V: Data> KeyValueStore<K, V> for PersistentKv<K, V> {
     fn get(&self, key: &K) -> Option<V> {
-        self.0.get(&self.0.encoded(key, &[]))
+        self.0.with_key(key, &[], |k| self.0.get(k))
     }
     fn put(&mut self, key: &K, value: V) {
-        self.0.put(&self.0.encoded(key, &[]), &value)
+        self.0.with_key(key, &[], |k| self.0.put(k, &value))
     }
     fn delete(&mut self, key: &K) -> Option<V> {
         let k = self.0.encoded(key, &[]);
@@ -159,7 +165,7 @@ impl<K: Data, V: Data> KeyValueStore<K, V> for PersistentKv<K, V> {
 
 impl<K: Data, V: Data> WindowStore<K, V> for PersistentWindow<K, V> {
     fn fetch(&self, key: &K, start: i64) -> Option<V> {
-        self.0.get(&self.0.encoded(key, &[start]))
+        self.0.with_key(key, &[start], |k| self.0.get(k))
     }
     fn fetch_range(&self, key: &K, from: i64, to: i64) -> Vec<(i64, V)> {
         if from > to {
@@ -182,7 +188,7 @@ impl<K: Data, V: Data> WindowStore<K, V> for PersistentWindow<K, V> {
         out.into_iter().filter_map(|(k, t, v)| Some((decode_key(&k), t, self.0.value(&v)?))).collect()
     }
     fn put(&mut self, key: &K, start: i64, value: V) {
-        self.0.put(&self.0.encoded(key, &[start]), &value)
+        self.0.with_key(key, &[start], |k| self.0.put(k, &value))
     }
     fn remove(&mut self, key: &K, start: i64) {
         self.0.delete(&self.0.encoded(key, &[start]))

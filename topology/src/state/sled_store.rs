@@ -37,7 +37,7 @@ impl BytesStore for SledKv {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.tree.get(key).map_err(|e| sled_err(&self.name, e))?.map(|v| v.to_vec()))
     }
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+    fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
         self.tree.insert(key, value).map_err(|e| sled_err(&self.name, e)).map(|_| ())
     }
     fn delete(&mut self, key: &[u8]) -> Result<()> {
@@ -57,7 +57,7 @@ impl BytesStore for SledKv {
     }
     fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         match value {
-            Some(v) => self.put(key, v),
+            Some(v) => self.put(key, v.to_vec()),
             None => self.delete(key),
         }
     }
@@ -112,7 +112,7 @@ impl BytesStore for SledSegmented {
             None => Ok(None),
         }
     }
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+    fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
         let name = self.name.clone();
         self.segment(key)?.insert(key, value).map_err(|e| sled_err(&name, e)).map(|_| ())
     }
@@ -156,7 +156,7 @@ impl BytesStore for SledSegmented {
     }
     fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         match value {
-            Some(v) => self.put(key, v),
+            Some(v) => self.put(key, v.to_vec()),
             None => self.delete(key),
         }
     }
