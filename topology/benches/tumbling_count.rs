@@ -101,7 +101,7 @@ fn run(mode: &str, n: u64) {
         let start = Instant::now();
         input.pipe_batch(records);
         sent += m;
-        if sent % COMMIT_EVERY == 0 || sent == n {
+        if sent.is_multiple_of(COMMIT_EVERY) || sent == n {
             d.commit().expect("commit");
         }
         elapsed += start.elapsed();

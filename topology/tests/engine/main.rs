@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod compile_fail;
+mod crash;
 mod describe;
 mod joins;
 mod processor;

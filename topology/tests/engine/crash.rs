@@ -1,0 +1,183 @@
+//! Crash recovery with real SIGKILLs: this test binary re-runs itself as a child process (selected by an
+//! environment variable) that processes a deterministic input against a real state directory; the
+//! parent kills it with SIGKILL at random moments and starts it again until it completes.
+//!
+//! The child records how far it got in a store of the same task as the aggregates, so input position and
+//! state are committed together in one checkpoint. Set `TOPOLOGY_SOAK=1` for a long soak.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use topology::{
+    Consumed, Grouped, KeyValueStoreHandle, Materialized, Named, Processor, ProcessorContext, ProcessorInit, Record,
+    StateConfig, Stores, StreamsBuilder, TestDriver, TopologyError,
+};
+
+use crate::{i, s};
+
+const CHILD_DIR: &str = "TOPOLOGY_CRASH_CHILD_DIR";
+const CHILD_MODE: &str = "TOPOLOGY_CRASH_CHILD_MODE";
+
+fn records() -> i64 {
+    if std::env::var("TOPOLOGY_SOAK").is_ok() {
+        50_000
+    } else {
+        4_000
+    }
+}
+
+fn key_of(seq: i64) -> String {
+    format!("k{}", (seq * 7919) % 13)
+}
+
+/// Remembers the sequence number of the last record processed.
+#[derive(Default)]
+struct Progress(Option<KeyValueStoreHandle<String, i64>>);
+
+impl Processor<String, i64> for Progress {
+    type KeyOut = String;
+    type ValueOut = i64;
+    fn init(&mut self, ctx: &mut ProcessorInit<'_>) -> Result<(), TopologyError> {
+        self.0 = Some(ctx.key_value_store("progress")?);
+        Ok(())
+    }
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>, r: Record<String, i64>) {
+        self.0.as_ref().unwrap().borrow_mut().put(&"position".to_string(), r.value);
+        ctx.forward(r);
+    }
+}
+
+fn driver(dir: &Path, exactly_once: bool) -> TestDriver {
+    let mut b = StreamsBuilder::new();
+    b.add_state_store(Stores::key_value::<String, i64>("progress"));
+    let grouped = b
+        .stream("in", Consumed::with(s(), i()))
+        .process_values(Progress::default, Named::as_("progress"), &["progress"])
+        .group_by_key(Grouped::new());
+    grouped.reduce(|a, v| a + v, Materialized::as_("sums"));
+    grouped.reduce(|a, v| a.max(*v), Materialized::as_("maxes"));
+    let config = StateConfig::new(dir).exactly_once(exactly_once).cache_max_bytes(1 << 16);
+    TestDriver::builder(b.build().unwrap()).application_id("crash").state(config).build().unwrap()
+}
+
+type Results = (BTreeMap<String, i64>, BTreeMap<String, i64>);
+
+/// The child: continue from the committed position, commit every few records, write the results.
+///
+/// Exactly-once keeps the input position in a store of the task, committed atomically with the rest of
+/// the state. At-least-once commits it the Kafka way instead: to a separate file, after the state commit,
+/// so state may run ahead of it (replayed records count twice) but never behind (nothing is lost).
+fn child(dir: &Path, exactly_once: bool) {
+    let d = driver(dir, exactly_once);
+    let position_file = dir.join("position");
+    let start = if exactly_once {
+        d.kv_get::<String, i64>("progress", &"position".to_string()).map_or(0, |p| p + 1)
+    } else {
+        std::fs::read_to_string(&position_file).map_or(0, |t| t.parse().unwrap())
+    };
+    let input = d.input_topic("in", s(), i());
+    for seq in start..records() {
+        input.pipe(key_of(seq), seq, seq);
+        if seq % 7 == 0 {
+            d.commit().unwrap();
+            if !exactly_once {
+                std::fs::write(dir.join("position.tmp"), (seq + 1).to_string()).unwrap();
+                std::fs::rename(dir.join("position.tmp"), &position_file).unwrap();
+            }
+        }
+    }
+    let sums: BTreeMap<String, i64> = d.kv_all("sums").into_iter().collect();
+    let maxes: BTreeMap<String, i64> = d.kv_all("maxes").into_iter().collect();
+    d.close().unwrap();
+    let tmp = dir.join("done.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&(sums, maxes)).unwrap()).unwrap();
+    std::fs::rename(tmp, dir.join("done.json")).unwrap();
+}
+
+fn expected() -> Results {
+    let (mut sums, mut maxes) = (BTreeMap::new(), BTreeMap::new());
+    for seq in 0..records() {
+        *sums.entry(key_of(seq)).or_insert(0) += seq;
+        let m = maxes.entry(key_of(seq)).or_insert(seq);
+        *m = (*m).max(seq);
+    }
+    (sums, maxes)
+}
+
+/// Runs the child, killing it at random moments `max_kills` times, then lets it complete; returns the
+/// results and the number of kills. (Under exactly-once every unclean stop rebuilds the stores from the
+/// whole changelog, so with unbounded kills a restart could stop making progress.)
+fn run_with_kills(dir: &Path, exactly_once: bool, test: &str) -> (Results, u32) {
+    let max_kills = if std::env::var("TOPOLOGY_SOAK").is_ok() { 500 } else { 25 };
+    let mut seed: u64 = 0x5eed ^ u64::from(exactly_once);
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    let deadline =
+        Instant::now() + Duration::from_secs(if std::env::var("TOPOLOGY_SOAK").is_ok() { 1800 } else { 120 });
+    let mut kills = 0;
+    loop {
+        assert!(Instant::now() < deadline, "the child never completed ({kills} kills)");
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--test-threads=1", "--nocapture"])
+            .env(CHILD_DIR, dir)
+            .env(CHILD_MODE, if exactly_once { "eos" } else { "alos" })
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Early kills land in start-up and restore; later ones mid-processing and mid-commit.
+        std::thread::sleep(Duration::from_millis(10 + next() % 120));
+        if kills < max_kills && child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            kills += 1;
+            continue;
+        }
+        let status = child.wait().unwrap();
+        assert!(status.success(), "the child failed on its own: {status}");
+        let done = std::fs::read(dir.join("done.json")).expect("a successful child writes its results");
+        eprintln!("{test}: completed after {kills} SIGKILLs");
+        return (serde_json::from_slice(&done).unwrap(), kills);
+    }
+}
+
+fn child_mode() -> Option<(std::path::PathBuf, bool)> {
+    let dir = std::env::var(CHILD_DIR).ok()?;
+    Some((dir.into(), std::env::var(CHILD_MODE).ok()? == "eos"))
+}
+
+#[test]
+fn sigkill_at_random_points_exactly_once_state_equals_an_uninterrupted_run() {
+    if let Some((dir, eos)) = child_mode() {
+        return child(&dir, eos);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (got, kills) = run_with_kills(
+        dir.path(),
+        true,
+        "crash::sigkill_at_random_points_exactly_once_state_equals_an_uninterrupted_run",
+    );
+    assert!(kills >= 10, "too few kill points to mean anything: {kills}");
+    assert_eq!(got, expected(), "after {kills} kills");
+}
+
+#[test]
+fn sigkill_at_random_points_at_least_once_loses_nothing() {
+    if let Some((dir, eos)) = child_mode() {
+        return child(&dir, eos);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ((sums, maxes), kills) =
+        run_with_kills(dir.path(), false, "crash::sigkill_at_random_points_at_least_once_loses_nothing");
+    let (want_sums, want_maxes) = expected();
+    assert!(kills >= 10, "too few kill points to mean anything: {kills}");
+    // An idempotent aggregate is exact; a sum may count re-processed records again, never fewer.
+    assert_eq!(maxes, want_maxes, "after {kills} kills");
+    for (k, want) in want_sums {
+        assert!(sums[&k] >= want, "{k}: {} < {want} after {kills} kills: a record was lost", sums[&k]);
+    }
+}
