@@ -28,6 +28,11 @@ pub(crate) struct SlidingAggregate<K, V, A> {
 }
 
 impl<K: Data, V: Data, A: Data> SlidingAggregate<K, V, A> {
+    /// Window `[s, s + d]` is closed once its last millisecond is before `stream time - grace`.
+    fn last_closed_start(&self, stream_time: i64) -> i64 {
+        stream_time.saturating_sub(self.windows.grace).saturating_sub(self.windows.time_difference).saturating_sub(1)
+    }
+
     fn window(&self, start: i64) -> Window {
         Window { start, end: start + self.windows.time_difference }
     }
@@ -139,8 +144,7 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SlidingAggregate<K, V, A> {
 impl<K: Data, V: Data, A: Data> Punctuator for SlidingAggregate<K, V, A> {
     fn stream_time_advanced(&mut self, ctx: &mut TaskCtx) {
         // Window [s, s + d] is closed once s + d <= stream time - grace.
-        let last_closed_start =
-            ctx.stream_time.saturating_sub(self.windows.grace).saturating_sub(self.windows.time_difference);
+        let last_closed_start = self.last_closed_start(ctx.stream_time);
         if last_closed_start <= self.done_upto {
             return;
         }
@@ -163,5 +167,10 @@ impl<K: Data, V: Data, A: Data> Punctuator for SlidingAggregate<K, V, A> {
 
     fn commit(&mut self, ctx: &mut TaskCtx) {
         self.forward.flush(ctx);
+    }
+
+    fn resume(&mut self, ctx: &mut TaskCtx) {
+        // Closed windows stay in the store; those closed by the committed stream time were emitted.
+        self.done_upto = self.last_closed_start(ctx.stream_time);
     }
 }

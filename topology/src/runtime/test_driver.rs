@@ -356,11 +356,15 @@ impl TestDriver {
 
     /// Commits and closes every task cleanly. Dropping a driver without closing it is like a crash after
     /// the last commit (nothing after it is checkpointed).
+    ///
+    /// Closing releases the state directory even while topic handles of this driver are still alive.
     pub fn close(self) -> Result<(), Error> {
         let mut s = self.state.borrow_mut();
         for task in s.tasks.values_mut() {
             task.close()?;
         }
+        s.tasks.clear();
+        s.global = None;
         Ok(())
     }
 

@@ -73,6 +73,9 @@ pub(crate) trait Punctuator {
     fn wall_clock_advanced(&mut self, _ctx: &mut TaskCtx) {}
     /// The task is committing: forward what was held back until now.
     fn commit(&mut self, _ctx: &mut TaskCtx) {}
+    /// The task restarted at a committed stream time: everything due by then was handled before the
+    /// commit, so only later work remains (nothing is emitted here).
+    fn resume(&mut self, _ctx: &mut TaskCtx) {}
 }
 
 /// A source node: decodes raw records into its typed queue and feeds them to its children.
@@ -167,6 +170,11 @@ impl Task {
             };
             let ports = (def.factory)(&mut b)?;
             inputs.insert(n, ports);
+        }
+        if ctx.stream_time != i64::MIN {
+            for p in &punctuators {
+                p.borrow_mut().resume(&mut ctx);
+            }
         }
         sources.sort_by(|a, b| a.0.cmp(&b.0));
         let sources = sources.into_iter().map(|(t, s)| (Arc::from(t), s)).collect();

@@ -9,7 +9,7 @@
 //! (they belong to work that is about to be redone) and restores fully.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -96,6 +96,8 @@ impl StateConfig {
 }
 
 const CHECKPOINT: &str = "checkpoint";
+/// Distinct keys buffered while restoring, before they are written to the store.
+const RESTORE_CHUNK: usize = 100_000;
 const CHECKPOINT_VERSION: &str = "topology-checkpoint 1";
 
 /// What a checkpoint file records.
@@ -173,6 +175,8 @@ pub(crate) struct StateManager {
     task: TaskId,
     task_dir: PathBuf,
     db: sled::Db,
+    /// Held while the task is open.
+    _lock: std::fs::File,
     /// Checkpoint found at open, if the local state can be trusted.
     checkpoint: Option<Checkpoint>,
     changelogs: Vec<(String, SharedChangelog)>,
@@ -187,14 +191,24 @@ impl StateManager {
         let task_dir = config.dir.join(application_id).join(task.to_string());
         let existed = task_dir.join("db").exists();
         std::fs::create_dir_all(&task_dir)?;
+        // One instance per task directory: another one holding it is an error, never a reason to touch it.
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(task_dir.join(".lock"))?;
+        if lock.try_lock().is_err() {
+            return Err(Error::State {
+                store: format!("task {task}"),
+                message: format!("state directory {} is locked by another instance", task_dir.display()),
+            });
+        }
         let sled_config = |dir: &Path| {
             sled::Config::new().path(dir.join("db")).cache_capacity(config.sled_cache_bytes).flush_every_ms(None)
         };
         let (db, trusted) = match sled_config(&task_dir).open() {
             Ok(db) => (db, existed),
             Err(_) => {
-                std::fs::remove_dir_all(&task_dir)?;
-                std::fs::create_dir_all(&task_dir)?;
+                // Torn or corrupt files (we hold the lock, so nobody else uses them): rebuild from the
+                // changelogs.
+                std::fs::remove_dir_all(task_dir.join("db"))?;
+                let _ = std::fs::remove_file(task_dir.join(CHECKPOINT));
                 let db = sled_config(&task_dir)
                     .open()
                     .map_err(|e| Error::State { store: format!("task {task}"), message: e.to_string() })?;
@@ -212,6 +226,7 @@ impl StateManager {
             task,
             task_dir,
             db,
+            _lock: lock,
             checkpoint,
             changelogs: Vec::new(),
             clock: Rc::new(Cell::new(i64::MIN)),
@@ -283,11 +298,23 @@ impl StateManager {
                 0
             }
         };
+        // Changelogs are not compacted: within a chunk only the last write of each key is applied, so a
+        // restore skips superseded updates (memory stays bounded by the chunk).
         let mut n = 0u64;
+        let mut latest: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         log.read_from(from, &mut |k, v| {
             n += 1;
-            stack.restore(k, v)
+            latest.insert(k.to_vec(), v.map(<[u8]>::to_vec));
+            if latest.len() >= RESTORE_CHUNK {
+                for (k, v) in latest.drain() {
+                    stack.restore(&k, v.as_deref())?;
+                }
+            }
+            Ok(())
         })?;
+        for (k, v) in latest.drain() {
+            stack.restore(&k, v.as_deref())?;
+        }
         self.restore.records += n;
         self.restore.micros += started.elapsed().as_micros() as u64;
         Ok(())

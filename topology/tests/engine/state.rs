@@ -316,3 +316,54 @@ fn with_a_cache_table_updates_are_forwarded_once_per_key_per_commit() {
     }
     assert_eq!(d.output_topic("out", s(), Serdes::optional(i())).read_values().len(), 10, "no cache: every update");
 }
+
+#[test]
+fn after_a_restart_closed_sliding_windows_are_not_emitted_again() {
+    fn driver(dir: &Path) -> TestDriver {
+        let mut b = StreamsBuilder::new();
+        b.stream("in", Consumed::with(s(), i()))
+            .group_by_key(Grouped::new())
+            .windowed_by(topology::SlidingWindows::with_time_difference_and_grace(
+                Duration::from_millis(10),
+                Duration::ZERO,
+            ))
+            .emit(EmitStrategy::OnWindowClose)
+            .reduce(|a, v| a + v, Materialized::as_("sums"))
+            .to_stream()
+            .map(|k, v| (format!("{}@{}", k.key, k.window.start), v.unwrap()))
+            .to("out", Produced::with(s(), i()));
+        TestDriver::builder(b.build().unwrap()).state(StateConfig::new(dir)).build().unwrap()
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = driver(dir.path());
+    let inp = d.input_topic("in", s(), i());
+    inp.pipe("k".into(), 1, 10);
+    inp.pipe("k".into(), 2, 15);
+    inp.pipe("k".into(), 4, 40); // closes [0,10], [5,15], [11,21]; [30,40] closes after 40
+    let before = d.output_topic("out", s(), i()).read_key_values();
+    assert_eq!(before, vec![("k@0".into(), 1), ("k@5".into(), 3), ("k@11".into(), 2)]);
+    d.close().unwrap();
+    let d = driver(dir.path());
+    d.input_topic("in", s(), i()).pipe("k".into(), 8, 70); // closes [30,40] only: nothing is emitted twice
+    assert_eq!(d.output_topic("out", s(), i()).read_key_values(), vec![("k@30".into(), 4)]);
+}
+
+#[test]
+fn a_state_directory_in_use_is_an_error_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = sums(dir.path(), |c| c);
+    pipe_range(&first, 0, 10);
+    first.commit().unwrap();
+    let mut b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(s(), i()))
+        .group_by_key(Grouped::new())
+        .reduce(|a, v| a + v, Materialized::as_("sums"));
+    let second = TestDriver::builder(b.build().unwrap())
+        .application_id(APP)
+        .partitions(2)
+        .state(StateConfig::new(dir.path()))
+        .build();
+    let err = second.unwrap_err().to_string();
+    assert!(err.contains("is locked by another instance"), "{err}");
+    assert_eq!(all(&first), expected(10), "the running instance's state is intact");
+}
