@@ -52,6 +52,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
 
+mod derive_support;
 mod dsl;
 mod error;
 mod graph;
@@ -66,6 +67,7 @@ mod task;
 mod topology;
 mod window;
 
+pub use derive_support::{agg, parse_timestamp, Aggregator, Numeric, RecordKey, Subtractable, TopicRecord};
 pub use dsl::{
     BranchedKStream, Consumed, GlobalKTable, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized,
     Named, Produced, Repartitioned, SessionWindowedKStream, StreamJoined, StreamsBuilder, TimeWindowedKStream,
@@ -86,3 +88,10 @@ pub use task::{
 };
 pub use topology::{NodeDescription, NodeDescriptionKind, SubtopologyDescription, Topology, TopologyDescription};
 pub use window::{EmitStrategy, JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
+
+/// What generated code refers to; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use serde_json;
+}

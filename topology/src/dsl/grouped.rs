@@ -80,7 +80,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 
     /// Counts records per key.
     pub fn count(&self, materialized: Materialized) -> KTable<K, u64> {
-        self.aggregate_with("KSTREAM-AGGREGATE", Arc::new(|_, _| 1), Arc::new(|_, _, c| c + 1), materialized)
+        self.aggregate_with("KSTREAM-AGGREGATE", Arc::new(|_, _, _| 1), Arc::new(|_, _, _, c| c + 1), materialized)
     }
 
     /// Combines values per key; the first value is the initial aggregate.
@@ -91,8 +91,8 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     ) -> KTable<K, V> {
         self.aggregate_with(
             "KSTREAM-REDUCE",
-            Arc::new(|_, v: &V| v.clone()),
-            Arc::new(move |_, v, agg| reducer(agg, v)),
+            Arc::new(|_, v: &V, _| v.clone()),
+            Arc::new(move |_, v, _, agg| reducer(agg, v)),
             materialized,
         )
     }
@@ -104,9 +104,31 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         aggregator: impl Fn(&K, &V, A) -> A + Send + Sync + 'static,
         materialized: Materialized,
     ) -> KTable<K, A> {
-        let aggregator: Aggregator<K, V, A> = Arc::new(aggregator);
+        let aggregator: Aggregator<K, V, A> = Arc::new(move |k, v, _, a| aggregator(k, v, a));
         let agg = aggregator.clone();
-        self.aggregate_with("KSTREAM-AGGREGATE", Arc::new(move |k, v| agg(k, v, init())), aggregator, materialized)
+        self.aggregate_with(
+            "KSTREAM-AGGREGATE",
+            Arc::new(move |k, v, ts| agg(k, v, ts, init())),
+            aggregator,
+            materialized,
+        )
+    }
+
+    /// Aggregates into a `#[derive(Aggregate)]` type: starts at `A::default()`, folds with `A::add`.
+    pub fn aggregate_into<A: crate::Aggregator<V>>(&self, materialized: Materialized) -> KTable<K, A> {
+        self.aggregate_with(
+            "KSTREAM-AGGREGATE",
+            Arc::new(|_, v, ts| {
+                let mut a = A::default();
+                a.add(v, ts);
+                a
+            }),
+            Arc::new(|_, v, ts, mut a: A| {
+                a.add(v, ts);
+                a
+            }),
+            materialized,
+        )
     }
 
     /// Windows the grouped stream: [`TimeWindows`](crate::TimeWindows) and
@@ -155,7 +177,9 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         }
         inner.add_store(builder);
         let name = inner.node_name(materialized.name, "KTABLE-AGGREGATE");
-        let (init, adder, subtractor) = (Arc::new(init), Arc::new(adder), Arc::new(subtractor));
+        let init = Arc::new(init);
+        let adder: Aggregator<K, V, A> = Arc::new(move |k, v, _, a| adder(k, v, a));
+        let subtractor: Aggregator<K, V, A> = Arc::new(move |k, v, _, a| subtractor(k, v, a));
         let st = store.clone();
         let factory: Factory = Arc::new(move |bc| {
             let node = Rc::new(RefCell::new(TableAggregate {

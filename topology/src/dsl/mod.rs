@@ -253,6 +253,16 @@ impl StreamsBuilder {
         KStream::new(self.inner.clone(), id, false, Some(key_serde))
     }
 
+    /// Reads the topic of a `#[derive(Record)]` type, keyed and timestamped as the type declares.
+    pub fn stream_of<R: crate::TopicRecord>(&mut self) -> KStream<R::Key, R> {
+        self.stream(R::TOPIC, R::consumed())
+    }
+
+    /// Reads the topic of a `#[derive(Record)]` type as a table.
+    pub fn table_of<R: crate::TopicRecord>(&mut self, materialized: Materialized) -> KTable<R::Key, R> {
+        self.table(R::TOPIC, R::consumed(), materialized)
+    }
+
     /// Reads `topic` as a changelog into a table (a `null` value deletes the key).
     pub fn table<K: Data, V: Data>(
         &mut self,

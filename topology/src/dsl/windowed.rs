@@ -132,7 +132,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
 
     /// Counts records per key and window.
     pub fn count(&self, materialized: Materialized) -> KTable<Windowed<K>, u64> {
-        self.aggregate_with("KSTREAM-AGGREGATE", Arc::new(|_, _| 1), Arc::new(|_, _, c| c + 1), materialized)
+        self.aggregate_with("KSTREAM-AGGREGATE", Arc::new(|_, _, _| 1), Arc::new(|_, _, _, c| c + 1), materialized)
     }
 
     /// Combines values per key and window.
@@ -143,8 +143,25 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     ) -> KTable<Windowed<K>, V> {
         self.aggregate_with(
             "KSTREAM-REDUCE",
-            Arc::new(|_, v: &V| v.clone()),
-            Arc::new(move |_, v, a| reducer(a, v)),
+            Arc::new(|_, v: &V, _| v.clone()),
+            Arc::new(move |_, v, _, a| reducer(a, v)),
+            materialized,
+        )
+    }
+
+    /// Aggregates each window into a `#[derive(Aggregate)]` type.
+    pub fn aggregate_into<A: crate::Aggregator<V>>(&self, materialized: Materialized) -> KTable<Windowed<K>, A> {
+        self.aggregate_with(
+            "KSTREAM-AGGREGATE",
+            Arc::new(|_, v, ts| {
+                let mut a = A::default();
+                a.add(v, ts);
+                a
+            }),
+            Arc::new(|_, v, ts, mut a: A| {
+                a.add(v, ts);
+                a
+            }),
             materialized,
         )
     }
@@ -156,9 +173,14 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         aggregator: impl Fn(&K, &V, A) -> A + Send + Sync + 'static,
         materialized: Materialized,
     ) -> KTable<Windowed<K>, A> {
-        let aggregator: Aggregator<K, V, A> = Arc::new(aggregator);
+        let aggregator: Aggregator<K, V, A> = Arc::new(move |k, v, _, a| aggregator(k, v, a));
         let agg = aggregator.clone();
-        self.aggregate_with("KSTREAM-AGGREGATE", Arc::new(move |k, v| agg(k, v, init())), aggregator, materialized)
+        self.aggregate_with(
+            "KSTREAM-AGGREGATE",
+            Arc::new(move |k, v, ts| agg(k, v, ts, init())),
+            aggregator,
+            materialized,
+        )
     }
 }
 
@@ -224,8 +246,8 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     pub fn count(&self, materialized: Materialized) -> KTable<Windowed<K>, u64> {
         self.aggregate_with(
             "KSTREAM-AGGREGATE",
-            Arc::new(|_, _| 1),
-            Arc::new(|_, _, c| c + 1),
+            Arc::new(|_, _, _| 1),
+            Arc::new(|_, _, _, c| c + 1),
             Arc::new(|_, a, b| a + b),
             materialized,
         )
@@ -241,9 +263,30 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         let r2 = reducer.clone();
         self.aggregate_with(
             "KSTREAM-REDUCE",
-            Arc::new(|_, v: &V| v.clone()),
-            Arc::new(move |_, v, a| reducer(a, v)),
+            Arc::new(|_, v: &V, _| v.clone()),
+            Arc::new(move |_, v, _, a| reducer(a, v)),
             Arc::new(move |_, a, b| r2(a, &b)),
+            materialized,
+        )
+    }
+
+    /// Aggregates each session into a `#[derive(Aggregate)]` type; merging sessions uses `A::merge`.
+    pub fn aggregate_into<A: crate::Aggregator<V>>(&self, materialized: Materialized) -> KTable<Windowed<K>, A> {
+        self.aggregate_with(
+            "KSTREAM-AGGREGATE",
+            Arc::new(|_, v, ts| {
+                let mut a = A::default();
+                a.add(v, ts);
+                a
+            }),
+            Arc::new(|_, v, ts, mut a: A| {
+                a.add(v, ts);
+                a
+            }),
+            Arc::new(|_, mut a: A, b: A| {
+                a.merge(b);
+                a
+            }),
             materialized,
         )
     }
@@ -256,11 +299,11 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         merger: impl Fn(&K, A, A) -> A + Send + Sync + 'static,
         materialized: Materialized,
     ) -> KTable<Windowed<K>, A> {
-        let aggregator: Aggregator<K, V, A> = Arc::new(aggregator);
+        let aggregator: Aggregator<K, V, A> = Arc::new(move |k, v, _, a| aggregator(k, v, a));
         let agg = aggregator.clone();
         self.aggregate_with(
             "KSTREAM-AGGREGATE",
-            Arc::new(move |k, v| agg(k, v, init())),
+            Arc::new(move |k, v, ts| agg(k, v, ts, init())),
             aggregator,
             Arc::new(merger),
             materialized,

@@ -11,9 +11,9 @@ use crate::task::{Downstream, Punctuator, TaskCtx};
 pub(crate) type Initializer<A> = Arc<dyn Fn() -> A + Send + Sync>;
 /// Creates a key's first aggregate from its first value (`aggregator(init())` for aggregate, the value
 /// itself for reduce).
-pub(crate) type First<K, V, A> = Arc<dyn Fn(&K, &V) -> A + Send + Sync>;
-/// Folds one value into an aggregate.
-pub(crate) type Aggregator<K, V, A> = Arc<dyn Fn(&K, &V, A) -> A + Send + Sync>;
+pub(crate) type First<K, V, A> = Arc<dyn Fn(&K, &V, i64) -> A + Send + Sync>;
+/// Folds one value (with its event time) into an aggregate.
+pub(crate) type Aggregator<K, V, A> = Arc<dyn Fn(&K, &V, i64, A) -> A + Send + Sync>;
 /// Combines two aggregates (session merges).
 pub(crate) type Merger<K, A> = Arc<dyn Fn(&K, A, A) -> A + Send + Sync>;
 
@@ -28,8 +28,8 @@ impl<K: Data, V, A: Data> Downstream<K, V> for Aggregate<K, V, A> {
     fn push(&mut self, ctx: &mut TaskCtx, r: Record<K, V>) {
         let old = self.store.borrow().get(&r.key);
         let new = match &old {
-            Some(a) => (self.aggregator)(&r.key, &r.value, a.clone()),
-            None => (self.first)(&r.key, &r.value),
+            Some(a) => (self.aggregator)(&r.key, &r.value, r.timestamp, a.clone()),
+            None => (self.first)(&r.key, &r.value, r.timestamp),
         };
         self.store.borrow_mut().put(&r.key, new.clone());
         let change = Change { new: Some(new), old };

@@ -56,8 +56,8 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
             }
         }
         let agg = match agg {
-            Some(a) => (self.aggregator)(&r.key, &r.value, a),
-            None => (self.first)(&r.key, &r.value),
+            Some(a) => (self.aggregator)(&r.key, &r.value, r.timestamp, a),
+            None => (self.first)(&r.key, &r.value, r.timestamp),
         };
         self.store.borrow_mut().put(&r.key, merged, agg.clone());
         if self.emit == EmitStrategy::OnWindowUpdate {

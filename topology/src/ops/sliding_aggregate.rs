@@ -52,8 +52,8 @@ impl<K: Data, V: Data, A: Data> SlidingAggregate<K, V, A> {
             return false;
         }
         let agg = match state.0 {
-            Some(a) => (self.aggregator)(&r.key, &r.value, a),
-            None => (self.first)(&r.key, &r.value),
+            Some(a) => (self.aggregator)(&r.key, &r.value, r.timestamp, a),
+            None => (self.first)(&r.key, &r.value, r.timestamp),
         };
         let max_ts = state.1.max(r.timestamp);
         self.put_and_forward(ctx, r, w, agg, max_ts, old);
@@ -111,7 +111,7 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SlidingAggregate<K, V, A> {
             if !starts.contains(&s) && s <= t && s + d >= t {
                 let w = self.window(s);
                 if w.end >= close {
-                    let agg = (self.first)(&r.key, &r.value);
+                    let agg = (self.first)(&r.key, &r.value, r.timestamp);
                     self.put_and_forward(ctx, &r, w, agg, t, None);
                 }
             }

@@ -21,10 +21,10 @@ impl<K: Data, V: Data, A: Data> Downstream<K, Change<V>> for TableAggregate<K, V
         let old = self.store.borrow().get(&r.key);
         let mut agg = old.clone().unwrap_or_else(|| (self.init)());
         if let Some(v) = &r.value.old {
-            agg = (self.subtractor)(&r.key, v, agg);
+            agg = (self.subtractor)(&r.key, v, r.timestamp, agg);
         }
         if let Some(v) = &r.value.new {
-            agg = (self.adder)(&r.key, v, agg);
+            agg = (self.adder)(&r.key, v, r.timestamp, agg);
         }
         self.store.borrow_mut().put(&r.key, agg.clone());
         self.forward.push(ctx, Record::new(r.key, Change { new: Some(agg), old }, r.timestamp));

@@ -36,8 +36,8 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for WindowAggregate<K, V, A> {
             }
             let old = self.store.borrow().fetch(&r.key, w.start);
             let new = match &old {
-                Some(a) => (self.aggregator)(&r.key, &r.value, a.clone()),
-                None => (self.first)(&r.key, &r.value),
+                Some(a) => (self.aggregator)(&r.key, &r.value, r.timestamp, a.clone()),
+                None => (self.first)(&r.key, &r.value, r.timestamp),
             };
             self.store.borrow_mut().put(&r.key, w.start, new.clone());
             if self.emit == EmitStrategy::OnWindowUpdate {
