@@ -67,7 +67,7 @@ mod task;
 mod topology;
 mod window;
 
-pub use derive_support::{agg, parse_timestamp, Aggregator, Numeric, RecordKey, Subtractable, TopicRecord};
+pub use derive_support::{agg, parse_timestamp, Aggregator, EventTime, Numeric, RecordKey, Subtractable, TopicRecord};
 pub use dsl::{
     BranchedKStream, Consumed, GlobalKTable, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized,
     Named, Produced, Repartitioned, SessionWindowedKStream, StreamJoined, StreamsBuilder, TimeWindowedKStream,
@@ -87,11 +87,13 @@ pub use task::{
     TaskMetrics,
 };
 pub use topology::{NodeDescription, NodeDescriptionKind, SubtopologyDescription, Topology, TopologyDescription};
+pub use topology_derive::{Aggregate, Record};
 pub use window::{EmitStrategy, JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
 
 /// What generated code refers to; not part of the API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::derive_support::numeric;
     pub use serde;
     pub use serde_json;
 }

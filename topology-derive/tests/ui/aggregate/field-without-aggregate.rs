@@ -1,0 +1,16 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Serialize, Deserialize)]
+struct View {
+    price: f64,
+}
+
+#[derive(topology::Aggregate, Clone, Default, Serialize, Deserialize)]
+#[aggregate(input = View)]
+struct Stats {
+    #[aggregate(count)]
+    n: u64,
+    note: String,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[derive(topology::Record)]
+#[record(topic = "clicks")]
+enum Click {
+    A,
+}
+
+fn main() {}
