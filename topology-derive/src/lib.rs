@@ -8,7 +8,7 @@ mod expand;
 mod internals;
 
 use proc_macro::TokenStream;
-use syn::{parse_macro_input, DeriveInput};
+use syn::{parse_macro_input, DeriveInput, ItemFn};
 
 /// Binds a struct to a topic and generates `topology::TopicRecord`.
 ///
@@ -95,4 +95,69 @@ pub fn derive_record(input: TokenStream) -> TokenStream {
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand::aggregate::derive(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+}
+
+/// Turns a function into a processor that declares its stores and punctuations.
+///
+/// The function takes `(ctx: &mut ProcessorContext<'_, KOut, VOut>, stores: &NameStores, record: Record<K, V>)`;
+/// the macro keeps it and adds `struct Name` (the processor, `Name` = the function's name in
+/// UpperCamelCase), `struct NameStores` with one typed handle per declared store, and the impls that
+/// [`KStream::process_declared`] uses to add the stores to the topology. Using a store that was not
+/// declared is a compile error at the use. Stores are named `<fn-name>-<store>`.
+///
+/// - `stores(name: key_value<K, V>, name: window<K, V>(retention_ms = N), name: session<K, V>(retention_ms = N))`
+/// - `punctuate(stream_time = <ms> | wall_clock = <ms>, call = f)` with `f(ctx, stores, Punctuation)`
+///
+/// ```
+/// use topology::{processor, Consumed, Named, ProcessorContext, Produced, Punctuation, Record, Serdes, StreamsBuilder, TestDriver};
+///
+/// /// Forwards the first record of every key, drops repeats.
+/// #[processor(stores(seen: key_value<String, i64>))]
+/// fn first_only(ctx: &mut ProcessorContext<'_, String, String>, stores: &FirstOnlyStores, record: Record<String, String>) {
+///     if stores.seen.borrow().get(&record.key).is_none() {
+///         stores.seen.borrow_mut().put(&record.key, record.timestamp);
+///         ctx.forward(record);
+///     }
+/// }
+///
+/// let mut builder = StreamsBuilder::new();
+/// builder
+///     .stream("in", Consumed::with(Serdes::string(), Serdes::string()))
+///     .process_declared::<FirstOnly>(Named::as_("first-only"))
+///     .to("out", Produced::with(Serdes::string(), Serdes::string()));
+/// let driver = TestDriver::new(builder.build().unwrap());
+/// let input = driver.input_topic("in", Serdes::string(), Serdes::string());
+/// input.pipe("a".into(), "1".into(), 0);
+/// input.pipe("a".into(), "2".into(), 1);
+/// assert_eq!(driver.output_topic("out", Serdes::string(), Serdes::string()).read_values(), vec!["1"]);
+/// ```
+///
+/// [`KStream::process_declared`]: https://docs.rs/topology
+#[proc_macro_attribute]
+pub fn processor(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = parse_macro_input!(input as ItemFn);
+    expand::processor::expand(args.into(), item).into()
+}
+
+/// Names an application and generates `NameApp: topology::Application` (its id and topology) from a
+/// function that declares the topology, so an app's `main.rs` is a line or two.
+///
+/// ```
+/// use topology::{topology, Application, Consumed, Produced, Serdes, StreamsBuilder};
+///
+/// #[topology(application_id = "uppercase")]
+/// fn uppercase(builder: &mut StreamsBuilder) {
+///     builder
+///         .stream("in", Consumed::with(Serdes::string(), Serdes::string()))
+///         .map_values(|v| v.to_uppercase())
+///         .to("out", Produced::with(Serdes::string(), Serdes::string()));
+/// }
+///
+/// assert_eq!(UppercaseApp::ID, "uppercase");
+/// assert!(UppercaseApp::topology().unwrap().describe().to_string().contains("(topic: out)"));
+/// ```
+#[proc_macro_attribute]
+pub fn topology(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = parse_macro_input!(input as ItemFn);
+    expand::topology::expand(args.into(), item).into()
 }

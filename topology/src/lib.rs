@@ -67,7 +67,10 @@ mod task;
 mod topology;
 mod window;
 
-pub use derive_support::{agg, parse_timestamp, Aggregator, EventTime, Numeric, RecordKey, Subtractable, TopicRecord};
+pub use derive_support::{
+    agg, parse_timestamp, Aggregator, Application, DeclaredProcessor, EventTime, Numeric, RecordKey, Subtractable,
+    TopicRecord,
+};
 pub use dsl::{
     BranchedKStream, Consumed, GlobalKTable, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized,
     Named, Produced, Repartitioned, SessionWindowedKStream, StreamJoined, StreamsBuilder, TimeWindowedKStream,
@@ -87,7 +90,7 @@ pub use task::{
     TaskMetrics,
 };
 pub use topology::{NodeDescription, NodeDescriptionKind, SubtopologyDescription, Topology, TopologyDescription};
-pub use topology_derive::{Aggregate, Record};
+pub use topology_derive::{processor, topology, Aggregate, Record};
 pub use window::{EmitStrategy, JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
 
 /// What generated code refers to; not part of the API.

@@ -2,6 +2,7 @@
 
 use super::ast::{AggKind, Aggregate, Record};
 use super::ctxt::Ctxt;
+use super::processor::{ProcessorFn, STORE_KINDS};
 use super::symbol::MERGE;
 
 pub(crate) fn record(cx: &Ctxt, r: &Record) {
@@ -59,6 +60,36 @@ fn check_custom_has_merge(cx: &Ctxt, a: &Aggregate) {
                 add,
                 format!("custom aggregate `{}` also needs `{MERGE} = path` (fn(&mut T, T)) to combine sessions and window panes", f.ident),
             );
+        }
+    }
+}
+
+pub(crate) fn processor(cx: &Ctxt, p: &ProcessorFn) {
+    check_store_kinds(cx, p);
+    check_unique_store_names(cx, p);
+}
+
+/// Stores are `key_value`, `window` or `session`; window and session stores need a retention.
+fn check_store_kinds(cx: &Ctxt, p: &ProcessorFn) {
+    for s in &p.stores {
+        let kind = s.kind.to_string();
+        if !STORE_KINDS.contains(&kind.as_str()) {
+            let list: Vec<String> = STORE_KINDS.iter().map(|k| format!("`{k}`")).collect();
+            cx.error_spanned_by(&s.kind, format!("unknown store kind `{kind}`; expected one of: {}", list.join(", ")));
+        } else if kind != "key_value" && s.retention.is_none() {
+            cx.error_spanned_by(
+                &s.kind,
+                format!("a {kind} store needs a retention: `{}: {kind}<K, V>(retention_ms = ...)`", s.name),
+            );
+        }
+    }
+}
+
+/// Each store of a processor has its own name.
+fn check_unique_store_names(cx: &Ctxt, p: &ProcessorFn) {
+    for (i, s) in p.stores.iter().enumerate() {
+        if p.stores[..i].iter().any(|t| t.name == s.name) {
+            cx.error_spanned_by(&s.name, format!("duplicate store `{}`", s.name));
         }
     }
 }

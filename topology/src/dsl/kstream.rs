@@ -268,6 +268,25 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         self.add_process("KSTREAM-PROCESSOR", true, supplier, named, stores)
     }
 
+    /// Runs a `#[processor]`: adds the stores it declares to the topology (once) and attaches it.
+    pub fn process_declared<P>(&self, named: Named) -> KStream<P::KeyOut, P::ValueOut>
+    where
+        P: crate::DeclaredProcessor<K, V>,
+    {
+        let mut names = Vec::new();
+        {
+            let mut inner = self.b.borrow_mut();
+            for store in P::stores() {
+                names.push(store.name.clone());
+                if !inner.graph.stores.contains_key(&store.name) {
+                    inner.add_store(store);
+                }
+            }
+        }
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.process(P::default, named, &names)
+    }
+
     /// Like [`process`](Self::process) for processors that keep the key (no repartitioning follows).
     pub fn process_values<P, S>(&self, supplier: S, named: Named, stores: &[&str]) -> KStream<K, P::ValueOut>
     where
