@@ -1,6 +1,7 @@
 //! Runtimes that execute a [`Topology`](crate::Topology). All share the same task code; today:
 //! the deterministic [`TestDriver`].
 
+mod engine;
 mod partitioner;
 mod test_driver;
 

@@ -5,18 +5,17 @@
 //! repartitioning and co-partitioning really do. Each piped record is processed to completion (through
 //! every sub-topology it reaches) before `pipe` returns.
 
-use std::any::Any;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::partitioner::partition_for;
+use super::engine::{Engine, EngineConfig};
 use crate::error::Error;
 use crate::record::{Headers, RawRecord};
 use crate::serdes::{encode, SerdeRef};
 use crate::state::{Data, KeyValueStoreHandle, SessionStoreHandle, WindowStoreHandle};
-use crate::task::{DeadLetter, OutRecord, RestoreStats, StateConfig, StateManager, Task, TaskCtx, TaskId, TaskMetrics};
+use crate::task::{DeadLetter, RestoreStats, StateConfig, TaskId, TaskMetrics};
 use crate::topology::Topology;
 use crate::window::Window;
 
@@ -80,179 +79,9 @@ impl TestDriverBuilder {
             state,
             keep_records,
         } = self;
-        let plan =
-            topology.plan(&application_id, &|t| Some(partitions.get(t).copied().unwrap_or(default_partitions)))?;
-        let ctx = |id: TaskId| {
-            TaskCtx::new(&application_id, id, topology.late.clone(), topology.deserialization.clone(), wall_clock)
-        };
-        let global_nodes: Vec<usize> = topology.globals.iter().flatten().copied().collect();
-        let global_id = TaskId { subtopology: usize::MAX, partition: 0 };
-        let global = if global_nodes.is_empty() {
-            None
-        } else {
-            Some(Task::compile(&topology.graph, &global_nodes, global_id, ctx(global_id), &HashMap::new(), None)?)
-        };
-        let shared: HashMap<String, Rc<dyn Any>> = match &global {
-            Some(g) => g.store_handles.clone(),
-            None => HashMap::new(),
-        };
-        let mut tasks = BTreeMap::new();
-        let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
-        for &id in &plan.tasks {
-            let manager = match &state {
-                Some(cfg) => Some(StateManager::open(cfg, &application_id, id)?),
-                None => None,
-            };
-            let task =
-                Task::compile(&topology.graph, &topology.subtopologies[id.subtopology], id, ctx(id), &shared, manager)?;
-            if id.partition == 0 {
-                for t in task.source_topics() {
-                    consumers.entry(t.to_string()).or_default().push(id.subtopology);
-                }
-            }
-            tasks.insert(id, task);
-        }
-        let global_topics =
-            global.as_ref().map(|g| g.source_topics().map(str::to_string).collect()).unwrap_or_default();
-        let mut all_partitions = partitions;
-        all_partitions.extend(plan.partitions.clone());
-        let state = State {
-            default_partitions,
-            partitions: all_partitions,
-            tasks,
-            global,
-            global_topics,
-            consumers,
-            logs: HashMap::new(),
-            read: HashMap::new(),
-            wall_clock,
-            application_id,
-            keep_records,
-        };
+        let config = EngineConfig { application_id, default_partitions, partitions, wall_clock, state, keep_records };
+        let state = Engine::new(&topology, config)?;
         Ok(TestDriver { state: Rc::new(RefCell::new(state)) })
-    }
-}
-
-#[derive(Default)]
-struct Log {
-    /// (partition, offset, record) in append order.
-    records: Vec<(u32, u64, RawRecord)>,
-    next_offset: Vec<u64>,
-    round_robin: u32,
-    written: u64,
-}
-
-struct State {
-    application_id: String,
-    default_partitions: u32,
-    partitions: HashMap<String, u32>,
-    tasks: BTreeMap<TaskId, Task>,
-    global: Option<Task>,
-    global_topics: HashSet<String>,
-    consumers: HashMap<String, Vec<usize>>,
-    logs: HashMap<String, Log>,
-    /// How far output topics have been read, per topic (shared by every handle, like Kafka's driver).
-    read: HashMap<String, usize>,
-    wall_clock: i64,
-    keep_records: bool,
-}
-
-impl State {
-    fn partition_count(&self, topic: &str) -> u32 {
-        self.partitions.get(topic).copied().unwrap_or(self.default_partitions)
-    }
-
-    /// Appends to a topic and hands the record to the tasks that read that partition.
-    fn append(&mut self, topic: &str, partition: Option<u32>, raw: RawRecord) -> Result<(), Error> {
-        let n = self.partition_count(topic);
-        if !self.logs.contains_key(topic) {
-            self.logs.insert(topic.to_string(), Log::default());
-        }
-        let log = self.logs.get_mut(topic).expect("just inserted");
-        log.next_offset.resize(n as usize, 0);
-        let p = match (partition, &raw.key) {
-            (Some(p), _) => p % n,
-            (None, Some(k)) => partition_for(k, n),
-            (None, None) => {
-                log.round_robin = (log.round_robin + 1) % n;
-                log.round_robin
-            }
-        };
-        let offset = log.next_offset[p as usize];
-        log.next_offset[p as usize] += 1;
-        log.written += 1;
-        if self.keep_records {
-            log.records.push((p, offset, raw.clone()));
-        }
-        let mut targets: Vec<&mut Task> = Vec::new();
-        if self.global_topics.contains(topic) {
-            targets.extend(self.global.as_mut());
-        }
-        if let Some(subs) = self.consumers.get(topic) {
-            for (id, task) in self.tasks.iter_mut() {
-                if id.partition == p && subs.contains(&id.subtopology) {
-                    targets.push(task);
-                }
-            }
-        }
-        if let Some((last, rest)) = targets.split_last_mut() {
-            for task in rest {
-                task.enqueue(topic, p, offset, raw.clone())?;
-            }
-            last.enqueue(topic, p, offset, raw)?;
-        }
-        Ok(())
-    }
-
-    fn route(&mut self, out: Vec<OutRecord>) -> Result<(), Error> {
-        for o in out {
-            let raw = RawRecord { key: o.key, value: o.value, timestamp: o.timestamp, headers: o.headers };
-            self.append(&o.topic, None, raw)?;
-        }
-        Ok(())
-    }
-
-    /// Processes until no task has buffered input.
-    fn run(&mut self) -> Result<(), Error> {
-        loop {
-            let mut progressed = false;
-            if let Some(g) = self.global.as_mut() {
-                while g.process_one()? {
-                    progressed = true;
-                }
-                let out = g.take_output();
-                self.route(out)?;
-            }
-            let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-            for id in ids {
-                loop {
-                    let task = self.tasks.get_mut(&id).expect("task exists");
-                    let did = task.process_one()?;
-                    let out = task.take_output();
-                    self.route(out)?;
-                    if !did {
-                        break;
-                    }
-                    progressed = true;
-                }
-            }
-            if !progressed {
-                return Ok(());
-            }
-        }
-    }
-
-    fn handles(&self, store: &str) -> Vec<Rc<dyn Any>> {
-        let mut out: Vec<Rc<dyn Any>> =
-            self.tasks.values().filter_map(|t| t.store_handles.get(store).cloned()).collect();
-        if let Some(g) = &self.global {
-            if out.is_empty() {
-                out.extend(g.store_handles.get(store).cloned());
-            }
-        }
-        let mut seen = HashSet::new();
-        out.retain(|h| seen.insert(Rc::as_ptr(h) as *const () as usize));
-        out
     }
 }
 
@@ -274,7 +103,7 @@ impl State {
 /// assert_eq!(output.read_key_values(), vec![("b".to_string(), 50)]);
 /// ```
 pub struct TestDriver {
-    state: Rc<RefCell<State>>,
+    state: Rc<RefCell<Engine>>,
 }
 
 impl std::fmt::Debug for TestDriver {
@@ -507,7 +336,7 @@ impl TestDriver {
 
 /// Pipes typed records into a topic of a [`TestDriver`].
 pub struct TestInputTopic<K, V> {
-    state: Rc<RefCell<State>>,
+    state: Rc<RefCell<Engine>>,
     topic: String,
     key_serde: SerdeRef<K>,
     value_serde: SerdeRef<V>,
@@ -598,7 +427,7 @@ pub struct TestRecord<K, V> {
 /// Reads typed records from a topic of a [`TestDriver`], in the order they were written. Reading
 /// consumes: every handle of one topic shares one position, as in Kafka Streams' driver.
 pub struct TestOutputTopic<K, V> {
-    state: Rc<RefCell<State>>,
+    state: Rc<RefCell<Engine>>,
     topic: String,
     key_serde: SerdeRef<K>,
     value_serde: SerdeRef<V>,

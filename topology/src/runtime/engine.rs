@@ -1,0 +1,212 @@
+//! The engine under every runtime: tasks per (sub-topology, partition), topics as in-process logs,
+//! routing of produced records to the tasks that read them. The test driver keeps every record; the
+//! embedded runtime sends the records of its output topics to an outbox and keeps none.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+
+use super::partitioner::partition_for;
+use crate::error::Error;
+use crate::record::RawRecord;
+use crate::task::{OutRecord, StateConfig, StateManager, Task, TaskCtx, TaskId};
+use crate::topology::Topology;
+
+/// How to build an [`Engine`].
+pub(crate) struct EngineConfig {
+    pub(crate) application_id: String,
+    pub(crate) default_partitions: u32,
+    pub(crate) partitions: HashMap<String, u32>,
+    pub(crate) wall_clock: i64,
+    pub(crate) state: Option<StateConfig>,
+    pub(crate) keep_records: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Log {
+    /// (partition, offset, record) in append order.
+    pub(crate) records: Vec<(u32, u64, RawRecord)>,
+    next_offset: Vec<u64>,
+    round_robin: u32,
+    pub(crate) written: u64,
+}
+
+pub(crate) struct Engine {
+    pub(crate) application_id: String,
+    pub(crate) default_partitions: u32,
+    pub(crate) partitions: HashMap<String, u32>,
+    pub(crate) tasks: BTreeMap<TaskId, Task>,
+    pub(crate) global: Option<Task>,
+    pub(crate) global_topics: HashSet<String>,
+    pub(crate) consumers: HashMap<String, Vec<usize>>,
+    pub(crate) logs: HashMap<String, Log>,
+    /// How far output topics have been read, per topic (shared by every handle, like Kafka's driver).
+    pub(crate) read: HashMap<String, usize>,
+    pub(crate) wall_clock: i64,
+    pub(crate) keep_records: bool,
+    /// Topics whose records leave the engine (to files, stdout, a broker) instead of a log.
+    pub(crate) sinks: HashSet<String>,
+    /// Records written to `sinks`, in order, until the runtime takes them.
+    pub(crate) outbox: Vec<(String, RawRecord)>,
+}
+
+impl Engine {
+    pub(crate) fn partition_count(&self, topic: &str) -> u32 {
+        self.partitions.get(topic).copied().unwrap_or(self.default_partitions)
+    }
+
+    /// Appends to a topic and hands the record to the tasks that read that partition.
+    pub(crate) fn append(&mut self, topic: &str, partition: Option<u32>, raw: RawRecord) -> Result<(), Error> {
+        if self.sinks.contains(topic) {
+            self.outbox.push((topic.to_string(), raw));
+            return Ok(());
+        }
+        let n = self.partition_count(topic);
+        if !self.logs.contains_key(topic) {
+            self.logs.insert(topic.to_string(), Log::default());
+        }
+        let log = self.logs.get_mut(topic).expect("just inserted");
+        log.next_offset.resize(n as usize, 0);
+        let p = match (partition, &raw.key) {
+            (Some(p), _) => p % n,
+            (None, Some(k)) => partition_for(k, n),
+            (None, None) => {
+                log.round_robin = (log.round_robin + 1) % n;
+                log.round_robin
+            }
+        };
+        let offset = log.next_offset[p as usize];
+        log.next_offset[p as usize] += 1;
+        log.written += 1;
+        if self.keep_records {
+            log.records.push((p, offset, raw.clone()));
+        }
+        let mut targets: Vec<&mut Task> = Vec::new();
+        if self.global_topics.contains(topic) {
+            targets.extend(self.global.as_mut());
+        }
+        if let Some(subs) = self.consumers.get(topic) {
+            for (id, task) in self.tasks.iter_mut() {
+                if id.partition == p && subs.contains(&id.subtopology) {
+                    targets.push(task);
+                }
+            }
+        }
+        if let Some((last, rest)) = targets.split_last_mut() {
+            for task in rest {
+                task.enqueue(topic, p, offset, raw.clone())?;
+            }
+            last.enqueue(topic, p, offset, raw)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn route(&mut self, out: Vec<OutRecord>) -> Result<(), Error> {
+        for o in out {
+            let raw = RawRecord { key: o.key, value: o.value, timestamp: o.timestamp, headers: o.headers };
+            self.append(&o.topic, None, raw)?;
+        }
+        Ok(())
+    }
+
+    /// Processes until no task has buffered input.
+    pub(crate) fn run(&mut self) -> Result<(), Error> {
+        loop {
+            let mut progressed = false;
+            if let Some(g) = self.global.as_mut() {
+                while g.process_one()? {
+                    progressed = true;
+                }
+                let out = g.take_output();
+                self.route(out)?;
+            }
+            let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+            for id in ids {
+                loop {
+                    let task = self.tasks.get_mut(&id).expect("task exists");
+                    let did = task.process_one()?;
+                    let out = task.take_output();
+                    self.route(out)?;
+                    if !did {
+                        break;
+                    }
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    pub(crate) fn handles(&self, store: &str) -> Vec<Rc<dyn Any>> {
+        let mut out: Vec<Rc<dyn Any>> =
+            self.tasks.values().filter_map(|t| t.store_handles.get(store).cloned()).collect();
+        if let Some(g) = &self.global {
+            if out.is_empty() {
+                out.extend(g.store_handles.get(store).cloned());
+            }
+        }
+        let mut seen = HashSet::new();
+        out.retain(|h| seen.insert(Rc::as_ptr(h) as *const () as usize));
+        out
+    }
+}
+
+impl Engine {
+    /// Plans partitions (checking co-partitioning) and compiles every task.
+    pub(crate) fn new(topology: &Topology, config: EngineConfig) -> Result<Engine, Error> {
+        let EngineConfig { application_id, default_partitions, partitions, wall_clock, state, keep_records } = config;
+        let plan =
+            topology.plan(&application_id, &|t| Some(partitions.get(t).copied().unwrap_or(default_partitions)))?;
+        let ctx = |id: TaskId| {
+            TaskCtx::new(&application_id, id, topology.late.clone(), topology.deserialization.clone(), wall_clock)
+        };
+        let global_nodes: Vec<usize> = topology.globals.iter().flatten().copied().collect();
+        let global_id = TaskId { subtopology: usize::MAX, partition: 0 };
+        let global = if global_nodes.is_empty() {
+            None
+        } else {
+            Some(Task::compile(&topology.graph, &global_nodes, global_id, ctx(global_id), &HashMap::new(), None)?)
+        };
+        let shared: HashMap<String, Rc<dyn Any>> = match &global {
+            Some(g) => g.store_handles.clone(),
+            None => HashMap::new(),
+        };
+        let mut tasks = BTreeMap::new();
+        let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
+        for &id in &plan.tasks {
+            let manager = match &state {
+                Some(cfg) => Some(StateManager::open(cfg, &application_id, id)?),
+                None => None,
+            };
+            let task =
+                Task::compile(&topology.graph, &topology.subtopologies[id.subtopology], id, ctx(id), &shared, manager)?;
+            if id.partition == 0 {
+                for t in task.source_topics() {
+                    consumers.entry(t.to_string()).or_default().push(id.subtopology);
+                }
+            }
+            tasks.insert(id, task);
+        }
+        let global_topics =
+            global.as_ref().map(|g| g.source_topics().map(str::to_string).collect()).unwrap_or_default();
+        let mut all_partitions = partitions;
+        all_partitions.extend(plan.partitions.clone());
+        Ok(Engine {
+            default_partitions,
+            partitions: all_partitions,
+            tasks,
+            global,
+            global_topics,
+            consumers,
+            logs: HashMap::new(),
+            read: HashMap::new(),
+            wall_clock,
+            application_id,
+            keep_records,
+            sinks: HashSet::new(),
+            outbox: Vec::new(),
+        })
+    }
+}
