@@ -79,7 +79,10 @@ pub use dsl::{
 pub use error::{DecodeError, Error, Result, TopologyError};
 pub use processor::{Processor, ProcessorContext, ProcessorInit, Punctuation, PunctuationType};
 pub use record::{Change, Headers, RawRecord, Record, RecordMetadata};
-pub use runtime::{TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord};
+pub use runtime::{
+    run_embedded, EmbeddedConfig, Input, InputFormat, Output, RunSummary, TestDriver, TestDriverBuilder,
+    TestInputTopic, TestOutputTopic, TestRecord,
+};
 pub use serdes::{Serde, SerdeRef, Serdes};
 pub use state::{
     Changelog, Data, KeyValueStore, KeyValueStoreHandle, LogChangelog, ReplayFn, SessionStore, SessionStoreHandle,

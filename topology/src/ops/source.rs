@@ -44,6 +44,10 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
         self.queue.front().map(|(r, _)| r.timestamp)
     }
 
+    fn buffered(&self) -> usize {
+        self.queue.len()
+    }
+
     fn process_next(&mut self, ctx: &mut TaskCtx) {
         if let Some((record, meta)) = self.queue.pop_front() {
             ctx.meta = meta;

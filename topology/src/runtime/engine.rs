@@ -209,4 +209,67 @@ impl Engine {
             outbox: Vec::new(),
         })
     }
+
+    /// Records buffered for input `topic` over all tasks.
+    pub(crate) fn buffered(&self, topic: &str) -> usize {
+        self.tasks.values().chain(self.global.as_ref()).map(|t| t.buffered(topic)).sum()
+    }
+
+    /// Every task with buffered input processes one record (its lowest-timestamp one); what they
+    /// produce is routed. Returns whether anything was processed.
+    pub(crate) fn step(&mut self) -> Result<bool, Error> {
+        let mut progressed = false;
+        if let Some(g) = self.global.as_mut() {
+            progressed |= g.process_one()?;
+            let out = g.take_output();
+            self.route(out)?;
+        }
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            let task = self.tasks.get_mut(&id).expect("task exists");
+            progressed |= task.process_one()?;
+            let out = task.take_output();
+            self.route(out)?;
+        }
+        Ok(progressed)
+    }
+
+    /// Commits every task (state, then what the commit forwarded is routed).
+    pub(crate) fn commit(&mut self) -> Result<(), Error> {
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            let task = self.tasks.get_mut(&id).expect("task exists");
+            task.commit()?;
+            let out = task.take_output();
+            self.route(out)?;
+        }
+        self.run()
+    }
+
+    /// End of input: every task emits its final results, then everything is processed. Results flushed
+    /// by one sub-topology may open windows in the next, so this repeats once per sub-topology.
+    pub(crate) fn final_flush(&mut self) -> Result<(), Error> {
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        let levels = ids.iter().map(|id| id.subtopology).max().map_or(0, |m| m + 1);
+        for _ in 0..levels {
+            for id in &ids {
+                let task = self.tasks.get_mut(id).expect("task exists");
+                task.final_flush();
+                let out = task.take_output();
+                self.route(out)?;
+            }
+            self.run()?;
+        }
+        Ok(())
+    }
+
+    /// Closes every task cleanly and releases their state.
+    pub(crate) fn close(&mut self) -> Result<(), Error> {
+        for task in self.tasks.values_mut() {
+            task.close()?;
+        }
+        self.tasks.clear();
+        self.global = None;
+        Ok(())
+    }
 }

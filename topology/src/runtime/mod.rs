@@ -1,8 +1,10 @@
 //! Runtimes that execute a [`Topology`](crate::Topology). All share the same task code; today:
-//! the deterministic [`TestDriver`].
+//! the deterministic [`TestDriver`] and the embedded runtime ([`run_embedded`]).
 
+mod embedded;
 mod engine;
 mod partitioner;
 mod test_driver;
 
+pub use embedded::{run_embedded, EmbeddedConfig, Input, InputFormat, Output, RunSummary};
 pub use test_driver::{TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord};

@@ -172,15 +172,7 @@ impl TestDriver {
     /// Commits every task: with persistent state, caches are flushed to the stores and changelogs and a
     /// checkpoint is written (a real runtime does this every commit interval).
     pub fn commit(&self) -> Result<(), Error> {
-        let mut s = self.state.borrow_mut();
-        let ids: Vec<TaskId> = s.tasks.keys().copied().collect();
-        for id in ids {
-            let task = s.tasks.get_mut(&id).expect("task exists");
-            task.commit()?;
-            let out = task.take_output();
-            s.route(out)?;
-        }
-        s.run()
+        self.state.borrow_mut().commit()
     }
 
     /// Commits and closes every task cleanly. Dropping a driver without closing it is like a crash after
@@ -188,13 +180,7 @@ impl TestDriver {
     ///
     /// Closing releases the state directory even while topic handles of this driver are still alive.
     pub fn close(self) -> Result<(), Error> {
-        let mut s = self.state.borrow_mut();
-        for task in s.tasks.values_mut() {
-            task.close()?;
-        }
-        s.tasks.clear();
-        s.global = None;
-        Ok(())
+        self.state.borrow_mut().close()
     }
 
     /// Restore figures summed over all tasks (zero for in-memory state).

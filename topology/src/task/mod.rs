@@ -22,7 +22,7 @@ use std::sync::Arc;
 pub use context::TaskMetrics;
 pub(crate) use context::{OutRecord, TaskCtx};
 pub use handlers::{DeadLetter, DeserializationPolicy, LateRecord, LateRecords};
-pub(crate) use state_manager::StateManager;
+pub(crate) use state_manager::{write_atomically, StateManager};
 pub use state_manager::{ChangelogFactory, RestoreStats, StateConfig};
 
 use crate::graph::{BuildCtx, Graph};
@@ -86,6 +86,8 @@ pub(crate) trait SourceNode {
     fn head_timestamp(&self) -> Option<i64>;
     /// Processes the next buffered record.
     fn process_next(&mut self, ctx: &mut TaskCtx);
+    /// Number of buffered records.
+    fn buffered(&self) -> usize;
 }
 
 /// Identifies a task: sub-topology and partition, shown as `0_3`.
@@ -255,6 +257,20 @@ impl Task {
             sm.commit(&self.stores, self.ctx.stream_time, true)?;
         }
         self.check_errors()
+    }
+
+    /// Records buffered for `topic`.
+    pub(crate) fn buffered(&self, topic: &str) -> usize {
+        self.sources.iter().filter(|(t, _)| &**t == topic).map(|(_, s)| s.buffered()).sum()
+    }
+
+    /// End of input: stream time jumps to the end of time, so every window closes and every final
+    /// result is emitted (a replay of finite input becomes a complete batch computation).
+    pub(crate) fn final_flush(&mut self) {
+        self.ctx.stream_time = i64::MAX;
+        for p in &self.punctuators {
+            p.borrow_mut().stream_time_advanced(&mut self.ctx);
+        }
     }
 
     /// Sets wall-clock time and fires wall-clock punctuations that are due.

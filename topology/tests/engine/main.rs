@@ -4,6 +4,7 @@ mod bad_input;
 mod compile_fail;
 mod crash;
 mod describe;
+mod embedded;
 mod joins;
 mod processor;
 mod state;

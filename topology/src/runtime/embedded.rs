@@ -1,0 +1,374 @@
+//! The embedded runtime: the same tasks as on Kafka, in one process, no server. Input topics are files
+//! (or stdin), output topics are files (or stdout), state lives in the state directory.
+//!
+//! Records of several input topics are merged by event time: every task always holds the next record
+//! of each of its inputs and processes the one with the lowest timestamp (Kafka Streams' choice), so a
+//! replay of files gives the same results as live processing. At the end of finite input the final
+//! results of every open window are emitted (`final_flush`), so a replay is a complete batch computation.
+//!
+//! Every commit interval: state is committed (caches → stores → changelogs → checkpoint), output files
+//! are flushed and synced, then the input positions are written (write + rename). A run started again
+//! with the same state directory continues from those positions (at-least-once: output written after the
+//! last commit of a crashed run may appear twice).
+//!
+//! File formats: an output line is `{"key": …, "value": …, "timestamp": ms}` (plus `"headers"` when there
+//! are any; keys and values that are JSON are embedded, other text is a string, other bytes are
+//! `"hex:…"`; `null` value = tombstone). An input line is either one record in the topic's wire format
+//! (`InputFormat::Wire`: the line is the value, no key) or such an envelope (`InputFormat::Envelope`),
+//! so outputs can be replayed as inputs. Output topics without a file go to
+//! `<state-dir>/<application-id>/topics/<topic>.jsonl`: nothing is dropped.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::engine::{Engine, EngineConfig};
+use crate::error::{Error, Result};
+use crate::record::{Headers, RawRecord};
+use crate::task::{write_atomically, StateConfig};
+use crate::topology::Topology;
+
+/// Where an input topic comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A file, read from the last committed position.
+    File(PathBuf),
+    /// Standard input (not resumable).
+    Stdin,
+}
+
+/// Where an output topic goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A file, appended to.
+    File(PathBuf),
+    /// Standard output.
+    Stdout,
+}
+
+/// How input lines are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputFormat {
+    /// The line is the record's value in the topic's wire format; no key.
+    #[default]
+    Wire,
+    /// The line is a `{"key", "value", "timestamp"}` envelope, as the runtime writes them.
+    Envelope,
+}
+
+/// Configures an embedded run.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// Application id.
+    pub application_id: String,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Input topics.
+    pub inputs: Vec<(String, Input)>,
+    /// Output topics.
+    pub outputs: Vec<(String, Output)>,
+    /// How input lines are read.
+    pub input_format: InputFormat,
+    /// How often state, outputs and positions are committed.
+    pub commit_interval: Duration,
+    /// Write-back cache per store, bytes.
+    pub cache_max_bytes: usize,
+    /// Emit the final results of open windows at the end of the input.
+    pub final_flush: bool,
+    /// Partitions per topic (tasks per sub-topology).
+    pub partitions: u32,
+}
+
+impl EmbeddedConfig {
+    /// A run of `application_id` with state under `state_dir` and no topics yet.
+    pub fn new(application_id: &str, state_dir: impl Into<PathBuf>) -> Self {
+        EmbeddedConfig {
+            application_id: application_id.to_string(),
+            state_dir: state_dir.into(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            input_format: InputFormat::Wire,
+            commit_interval: Duration::from_secs(1),
+            cache_max_bytes: 10 << 20,
+            final_flush: true,
+            partitions: 1,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Records read per input topic.
+    pub records_in: BTreeMap<String, u64>,
+    /// Records written per output topic.
+    pub records_out: BTreeMap<String, u64>,
+    /// Records dead-lettered (undecodable).
+    pub dead_lettered: u64,
+    /// Late records.
+    pub late: u64,
+    /// Commits made.
+    pub commits: u64,
+}
+
+struct Source {
+    topic: String,
+    reader: Box<dyn BufRead>,
+    /// Byte position after the last line read (files only).
+    position: u64,
+    resumable: bool,
+    eof: bool,
+    line: u64,
+}
+
+fn json_or_text(bytes: &[u8]) -> serde_json::Value {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        return v;
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => serde_json::Value::String(s.to_string()),
+        Err(_) => {
+            serde_json::Value::String(format!("hex:{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+        }
+    }
+}
+
+/// An output line for a record.
+pub(crate) fn envelope(raw: &RawRecord) -> String {
+    let mut o = serde_json::Map::new();
+    o.insert("key".into(), raw.key.as_deref().map_or(serde_json::Value::Null, json_or_text));
+    o.insert("value".into(), raw.value.as_deref().map_or(serde_json::Value::Null, json_or_text));
+    o.insert("timestamp".into(), raw.timestamp.into());
+    if !raw.headers.is_empty() {
+        let h: serde_json::Map<String, serde_json::Value> =
+            raw.headers.0.iter().map(|(k, v)| (k.clone(), json_or_text(v))).collect();
+        o.insert("headers".into(), h.into());
+    }
+    serde_json::Value::Object(o).to_string()
+}
+
+fn bytes_of(v: &serde_json::Value) -> Option<Vec<u8>> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone().into_bytes()),
+        other => Some(other.to_string().into_bytes()),
+    }
+}
+
+/// Reads an envelope line back into a record.
+pub(crate) fn parse_envelope(line: &str) -> std::result::Result<RawRecord, String> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not a JSON envelope: {e}"))?;
+    let o = v.as_object().ok_or("an envelope is a JSON object")?;
+    let timestamp =
+        o.get("timestamp").and_then(serde_json::Value::as_i64).ok_or("envelope without an integer `timestamp`")?;
+    Ok(RawRecord {
+        key: o.get("key").and_then(bytes_of),
+        value: o.get("value").and_then(bytes_of),
+        timestamp,
+        headers: Headers::default(),
+    })
+}
+
+/// Runs `topology` over files until the inputs end.
+pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunSummary> {
+    let app_dir = config.state_dir.join(&config.application_id);
+    std::fs::create_dir_all(&app_dir)?;
+    let positions_path = app_dir.join("positions");
+    let positions: HashMap<String, u64> = std::fs::read_to_string(&positions_path)
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.rsplit_once(' ').and_then(|(t, p)| Some((t.to_string(), p.parse().ok()?))))
+                .collect()
+        })
+        .unwrap_or_default();
+    let state = StateConfig::new(&config.state_dir).cache_max_bytes(config.cache_max_bytes);
+    let engine_config = EngineConfig {
+        application_id: config.application_id.clone(),
+        default_partitions: config.partitions,
+        partitions: HashMap::new(),
+        wall_clock: 0,
+        state: Some(state),
+        keep_records: false,
+    };
+    let mut engine = Engine::new(topology, engine_config)?;
+    let inputs: HashSet<&str> = config.inputs.iter().map(|(t, _)| t.as_str()).collect();
+    for t in topology.source_topics() {
+        if !inputs.contains(t.as_str()) {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("no input given for topic `{t}`"),
+            )));
+        }
+    }
+    // Every external topic the tasks write leaves the engine: configured outputs, the dead-letter and
+    // late-record topics and any sink topic without an output (to a file under the state directory).
+    let mut writers: HashMap<String, Box<dyn Write>> = HashMap::new();
+    for (topic, out) in &config.outputs {
+        let w: Box<dyn Write> = match out {
+            Output::File(p) => Box::new(BufWriter::new(OpenOptions::new().create(true).append(true).open(p)?)),
+            Output::Stdout => Box::new(BufWriter::new(std::io::stdout())),
+        };
+        writers.insert(topic.clone(), w);
+    }
+    let mut sink_topics: Vec<String> = topology.sink_topics();
+    sink_topics.push(topology.deserialization.topic(&config.application_id));
+    if let Some(t) = topology.late.topic() {
+        sink_topics.push(t.to_string());
+    }
+    for topic in sink_topics {
+        if !writers.contains_key(&topic) {
+            let dir = app_dir.join("topics");
+            std::fs::create_dir_all(&dir)?;
+            let f = OpenOptions::new().create(true).append(true).open(dir.join(format!("{topic}.jsonl")))?;
+            writers.insert(topic.clone(), Box::new(BufWriter::new(f)));
+        }
+        engine.sinks.insert(topic);
+    }
+    let mut sources = Vec::new();
+    for (topic, input) in &config.inputs {
+        let (reader, position, resumable): (Box<dyn BufRead>, u64, bool) = match input {
+            Input::File(p) => {
+                let mut f = File::open(p)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read input `{}`: {e}", p.display())))?;
+                let pos = positions.get(topic).copied().unwrap_or(0);
+                f.seek(SeekFrom::Start(pos))?;
+                (Box::new(BufReader::with_capacity(1 << 16, f)), pos, true)
+            }
+            Input::Stdin => (Box::new(BufReader::new(std::io::stdin())), 0, false),
+        };
+        sources.push(Source { topic: topic.clone(), reader, position, resumable, eof: false, line: 0 });
+    }
+    // Global tables are loaded completely before any stream record is processed.
+    let global: HashSet<String> = engine.global_topics.clone();
+    let mut summary = RunSummary::default();
+    let mut last_commit = Instant::now();
+    let mut line = String::new();
+    loop {
+        let mut any = false;
+        for s in sources.iter_mut() {
+            while !s.eof && (global.contains(&s.topic) || engine.buffered(&s.topic) == 0) {
+                line.clear();
+                let n = s.reader.read_line(&mut line)?;
+                if n == 0 {
+                    s.eof = true;
+                    break;
+                }
+                s.position += n as u64;
+                s.line += 1;
+                let text = line.trim_end_matches(['\n', '\r']);
+                if text.is_empty() {
+                    continue;
+                }
+                *summary.records_in.entry(s.topic.clone()).or_default() += 1;
+                let raw = match config.input_format {
+                    InputFormat::Wire => Ok(RawRecord {
+                        key: None,
+                        value: Some(text.as_bytes().to_vec()),
+                        timestamp: 0,
+                        headers: Headers::default(),
+                    }),
+                    InputFormat::Envelope => parse_envelope(text),
+                };
+                match raw {
+                    Ok(raw) => engine.append(&s.topic, None, raw)?,
+                    Err(e) => {
+                        // Not even a record: dead-lettered with the line as its value.
+                        let mut headers = Headers::default();
+                        headers.add("dlq.error", e.into_bytes());
+                        headers.add("dlq.topic", s.topic.as_bytes());
+                        headers.add("dlq.line", s.line.to_string().into_bytes());
+                        let dlq = topology.deserialization.topic(&config.application_id);
+                        engine.outbox.push((
+                            dlq,
+                            RawRecord { key: None, value: Some(text.as_bytes().to_vec()), timestamp: 0, headers },
+                        ));
+                        summary.dead_lettered += 1;
+                    }
+                }
+                if global.contains(&s.topic) {
+                    engine.run()?;
+                }
+            }
+            any |= !s.eof || engine.buffered(&s.topic) > 0;
+        }
+        let progressed = engine.step()?;
+        write_outbox(&mut engine, &mut writers, &mut summary)?;
+        if last_commit.elapsed() >= config.commit_interval {
+            commit(&mut engine, &mut writers, &mut summary, &sources, &positions_path)?;
+            last_commit = Instant::now();
+        }
+        if !any && !progressed {
+            break;
+        }
+    }
+    engine.run()?;
+    if config.final_flush {
+        engine.final_flush()?;
+    }
+    write_outbox(&mut engine, &mut writers, &mut summary)?;
+    commit(&mut engine, &mut writers, &mut summary, &sources, &positions_path)?;
+    let metrics = engine.tasks.values().map(|t| &t.ctx.metrics);
+    for m in metrics {
+        summary.dead_lettered += m.dead_lettered;
+        summary.late += m.late.values().sum::<u64>();
+    }
+    engine.close()?;
+    Ok(summary)
+}
+
+fn write_outbox(
+    engine: &mut Engine,
+    writers: &mut HashMap<String, Box<dyn Write>>,
+    summary: &mut RunSummary,
+) -> Result<()> {
+    for (topic, raw) in engine.outbox.drain(..) {
+        let w = writers.get_mut(&topic).expect("every sink topic has a writer");
+        writeln!(w, "{}", envelope(&raw))?;
+        *summary.records_out.entry(topic).or_default() += 1;
+    }
+    Ok(())
+}
+
+/// State first, then outputs, then positions: after a crash, input is replayed from positions that are
+/// never ahead of the state or of the outputs (at-least-once).
+fn commit(
+    engine: &mut Engine,
+    writers: &mut HashMap<String, Box<dyn Write>>,
+    summary: &mut RunSummary,
+    sources: &[Source],
+    positions_path: &std::path::Path,
+) -> Result<()> {
+    engine.commit()?;
+    write_outbox(engine, writers, summary)?;
+    for w in writers.values_mut() {
+        w.flush()?;
+    }
+    let text: String =
+        sources.iter().filter(|s| s.resumable).map(|s| format!("{} {}\n", s.topic, s.position)).collect();
+    write_atomically(positions_path, text.as_bytes())?;
+    summary.commits += 1;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip() {
+        let raw = RawRecord {
+            key: Some(b"u1".to_vec()),
+            value: Some(br#"{"n":1}"#.to_vec()),
+            timestamp: 5,
+            headers: Headers::default(),
+        };
+        let line = envelope(&raw);
+        assert_eq!(line, r#"{"key":"u1","value":{"n":1},"timestamp":5}"#);
+        assert_eq!(parse_envelope(&line).unwrap(), raw);
+        let tomb = RawRecord { key: Some(b"k".to_vec()), value: None, timestamp: 1, headers: Headers::default() };
+        assert_eq!(parse_envelope(&envelope(&tomb)).unwrap(), tomb);
+        assert!(parse_envelope("{\"key\": 1}").unwrap_err().contains("timestamp"));
+    }
+}

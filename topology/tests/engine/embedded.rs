@@ -1,0 +1,144 @@
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use topology::{
+    run_embedded, Consumed, EmbeddedConfig, EmitStrategy, Grouped, Input, InputFormat, Materialized, Named, Output,
+    Produced, Serdes, StreamsBuilder, TimeWindows,
+};
+
+use crate::s;
+
+fn write_lines(path: &Path, lines: &[Value]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+fn append_lines(path: &Path, lines: &[Value]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+fn read_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn env(key: &str, value: Value, ts: i64) -> Value {
+    json!({"key": key, "value": value, "timestamp": ts})
+}
+
+#[test]
+fn inputs_are_merged_by_event_time_so_a_replay_equals_live_processing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = StreamsBuilder::new();
+    let users = b.table("users", Consumed::with(s(), s()), Materialized::as_("users"));
+    b.stream("clicks", Consumed::with(s(), s()))
+        .join(&users, |click, user| format!("{user}:{click}"), Named::as_("enrich"))
+        .to("enriched", Produced::with(s(), s()));
+    let topology = b.build().unwrap();
+    let (users_file, clicks_file, out) = (dir.path().join("users"), dir.path().join("clicks"), dir.path().join("out"));
+    // The whole users file comes first on disk, but "bob" only becomes the name at t=100.
+    write_lines(&users_file, &[env("1", json!("ann"), 0), env("1", json!("bob"), 100)]);
+    write_lines(&clicks_file, &[env("1", json!("/a"), 50), env("1", json!("/b"), 150)]);
+    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
+    cfg.input_format = InputFormat::Envelope;
+    cfg.inputs = vec![("users".into(), Input::File(users_file)), ("clicks".into(), Input::File(clicks_file))];
+    cfg.outputs = vec![("enriched".into(), Output::File(out.clone()))];
+    let summary = run_embedded(&topology, &cfg).unwrap();
+    let values: Vec<Value> = read_lines(&out).into_iter().map(|l| l["value"].clone()).collect();
+    assert_eq!(values, vec![json!("ann:/a"), json!("bob:/b")]);
+    assert_eq!(summary.records_out["enriched"], 2);
+}
+
+#[test]
+fn the_final_flush_emits_windows_still_open_at_the_end_of_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events");
+    let out = dir.path().join("counts");
+    let mut b = StreamsBuilder::new();
+    b.stream("events", Consumed::with(s(), s()))
+        .group_by_key(Grouped::new())
+        .windowed_by(TimeWindows::of(Duration::from_secs(60)))
+        .emit(EmitStrategy::OnWindowClose)
+        .count(Materialized::as_("counts"))
+        .to_stream()
+        .map(|k, v| (format!("{}@{}", k.key, k.window.start), format!("{}", v.unwrap_or(0))))
+        .to("counts", Produced::with(s(), s()));
+    let topology = b.build().unwrap();
+    write_lines(&input, &[env("u", json!("a"), 1_000), env("u", json!("b"), 61_000), env("v", json!("c"), 62_000)]);
+    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
+    cfg.input_format = InputFormat::Envelope;
+    cfg.inputs = vec![("events".into(), Input::File(input))];
+    cfg.outputs = vec![("counts".into(), Output::File(out.clone()))];
+    run_embedded(&topology, &cfg).unwrap();
+    let got: Vec<(Value, Value)> =
+        read_lines(&out).into_iter().map(|l| (l["key"].clone(), l["value"].clone())).collect();
+    // [0,60s) of u closed when stream time reached 61s; [60s,120s) of u and v only by the final flush.
+    assert_eq!(got, vec![(json!("u@0"), json!(1)), (json!("u@60000"), json!(1)), (json!("v@60000"), json!(1))]);
+}
+
+#[test]
+fn a_second_run_continues_from_the_committed_positions_and_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(s(), s()))
+        .group_by_key(Grouped::new())
+        .count(Materialized::as_("counts"))
+        .to_stream()
+        .to("counts", Produced::with(s(), Serdes::optional(Serdes::json::<u64>())));
+    let topology = b.build().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    write_lines(&input, &[env("a", json!("x"), 1), env("a", json!("y"), 2)]);
+    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
+    cfg.input_format = InputFormat::Envelope;
+    cfg.inputs = vec![("in".into(), Input::File(input.clone()))];
+    cfg.outputs = vec![("counts".into(), Output::File(out.clone()))];
+    let first = run_embedded(&topology, &cfg).unwrap();
+    assert_eq!(first.records_in["in"], 2);
+    append_lines(&input, &[env("a", json!("z"), 3), env("b", json!("w"), 4)]);
+    let second = run_embedded(&topology, &cfg).unwrap();
+    assert_eq!(second.records_in["in"], 2, "only the new lines are read");
+    let last: Vec<(Value, Value)> =
+        read_lines(&out).into_iter().map(|l| (l["key"].clone(), l["value"].clone())).collect();
+    assert_eq!(last.last().unwrap(), &(json!("b"), json!(1)));
+    assert!(last.contains(&(json!("a"), json!(3))), "the count went on from the saved state: {last:?}");
+}
+
+#[test]
+fn bad_lines_go_to_the_dead_letter_file_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = StreamsBuilder::new();
+    // Wire-format lines carry no key: a keyless topic has `()` keys.
+    b.stream("in", Consumed::with(Serdes::unit(), Serdes::json::<Value>()))
+        .to("out", Produced::with(Serdes::unit(), Serdes::json::<Value>()));
+    let topology = b.build().unwrap();
+    let input = dir.path().join("in");
+    std::fs::write(&input, "{\"a\": 1}\nnot json at all\n{\"b\": 2}\n").unwrap();
+    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
+    cfg.inputs = vec![("in".into(), Input::File(input))];
+    let summary = run_embedded(&topology, &cfg).unwrap();
+    assert_eq!(summary.records_out["out"], 2);
+    assert_eq!(summary.dead_lettered, 1);
+    let dlq = read_lines(&dir.path().join("state/app/topics/app-dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0]["value"], json!("not json at all"));
+    assert!(dlq[0]["headers"]["dlq.error"].as_str().unwrap().contains("invalid JSON"), "{}", dlq[0]);
+    // Outputs without a file are kept under the state directory too.
+    assert_eq!(read_lines(&dir.path().join("state/app/topics/out.jsonl")).len(), 2);
+}
+
+#[test]
+fn a_missing_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(s(), s())).to("out", Produced::with(s(), s()));
+    let topology = b.build().unwrap();
+    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
+    assert_eq!(run_embedded(&topology, &cfg).unwrap_err().to_string(), "no input given for topic `in`");
+    cfg.inputs = vec![("in".into(), Input::File(dir.path().join("nope")))];
+    let err = run_embedded(&topology, &cfg).unwrap_err().to_string();
+    assert!(err.starts_with("cannot read input"), "{err}");
+}
