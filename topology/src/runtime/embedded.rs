@@ -365,7 +365,7 @@ mod tests {
             headers: Headers::default(),
         };
         let line = envelope(&raw);
-        assert_eq!(line, r#"{"key":"u1","value":{"n":1},"timestamp":5}"#);
+        assert_eq!(line, r#"{"key":"u1","timestamp":5,"value":{"n":1}}"#);
         assert_eq!(parse_envelope(&line).unwrap(), raw);
         let tomb = RawRecord { key: Some(b"k".to_vec()), value: None, timestamp: 1, headers: Headers::default() };
         assert_eq!(parse_envelope(&envelope(&tomb)).unwrap(), tomb);
