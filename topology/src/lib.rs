@@ -52,6 +52,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod app;
 mod derive_support;
 mod dsl;
 mod error;

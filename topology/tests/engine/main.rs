@@ -1,5 +1,6 @@
 //! Engine tests on the test driver: every operator, event time, windows, joins, bad input, describe.
 
+mod app;
 mod bad_input;
 mod compile_fail;
 mod crash;

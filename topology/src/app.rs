@@ -1,0 +1,195 @@
+//! The app runner shared by every app: `describe` prints the topology, `run` runs it. An app's
+//! `main.rs` is one line: `fn main() { topology::app::main::<MyApp>() }` with `MyApp` from `#[topology]`.
+//!
+//! Every option can also come from an environment variable (listed in `--help`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::runtime::{run_embedded, EmbeddedConfig, Input, InputFormat, Output};
+use crate::Application;
+
+#[derive(Debug, Parser)]
+#[command(about = "Runs or describes a topology application")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Mermaid,
+    Dot,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LineFormat {
+    /// Each line is one record in the topic's wire format (the value; no key).
+    Wire,
+    /// Each line is a {"key", "value", "timestamp"} envelope, as outputs are written.
+    Envelope,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prints the topology.
+    Describe {
+        /// Text (Kafka Streams' grammar), Mermaid or Graphviz DOT.
+        #[arg(long, value_enum, default_value = "text", env = "TOPOLOGY_DESCRIBE_FORMAT")]
+        format: Format,
+    },
+    /// Runs the application on the embedded runtime over files until their end.
+    Run {
+        /// Application id (defaults to the app's own).
+        #[arg(long, env = "TOPOLOGY_APPLICATION_ID")]
+        application_id: Option<String>,
+        /// State directory.
+        #[arg(long, env = "TOPOLOGY_STATE_DIR", default_value = "state")]
+        state_dir: PathBuf,
+        /// An input topic: TOPIC=PATH (`-` = stdin). Repeatable.
+        #[arg(long = "input", value_name = "TOPIC=PATH", env = "TOPOLOGY_INPUT", value_delimiter = ',')]
+        inputs: Vec<String>,
+        /// An output topic: TOPIC=PATH (`-` = stdout). Repeatable. Other outputs go under the state dir.
+        #[arg(long = "output", value_name = "TOPIC=PATH", env = "TOPOLOGY_OUTPUT", value_delimiter = ',')]
+        outputs: Vec<String>,
+        /// How input lines are read.
+        #[arg(long, value_enum, default_value = "wire", env = "TOPOLOGY_INPUT_FORMAT")]
+        input_format: LineFormat,
+        /// How often state, outputs and input positions are committed (e.g. 500ms, 1s, 1m).
+        #[arg(long, default_value = "1s", value_parser = parse_duration, env = "TOPOLOGY_COMMIT_INTERVAL")]
+        commit_interval: Duration,
+        /// Write-back cache per store, bytes (0 disables it).
+        #[arg(long, default_value_t = 10 << 20, env = "TOPOLOGY_CACHE_MAX_BYTES")]
+        cache_max_bytes: usize,
+        /// Emit the final results of open windows at the end of the input.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "TOPOLOGY_FINAL_FLUSH")]
+        final_flush: bool,
+        /// Partitions per topic (tasks per sub-topology).
+        #[arg(long, default_value_t = 1, env = "TOPOLOGY_PARTITIONS")]
+        partitions: u32,
+    },
+}
+
+/// Parses `500ms`, `2s`, `1m` or plain milliseconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 500ms, 2s or 1m"))?;
+    match unit {
+        "" | "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("unknown unit `{unit}` in `{s}`; use ms, s or m")),
+    }
+}
+
+fn split_pair(s: &str, what: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((t, p)) if !t.is_empty() && !p.is_empty() => Ok((t.to_string(), p.to_string())),
+        _ => Err(format!("--{what} takes TOPIC=PATH, got `{s}`")),
+    }
+}
+
+/// Parses the command line (and environment) and runs `A`. Exits 0 on success, 1 on a runtime error
+/// (printed as one line), 2 on bad usage.
+pub fn main<A: Application>() -> ExitCode {
+    main_from::<A, _, _>(std::env::args_os())
+}
+
+/// Like [`main`] with explicit arguments (the first is the program name).
+pub fn main_from<A, I, T>(args: I) -> ExitCode
+where
+    A: Application,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run::<A>(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run<A: Application>(cli: Cli) -> Result<(), String> {
+    let topology = A::topology().map_err(|e| e.to_string())?;
+    match cli.command {
+        Command::Describe { format } => {
+            let d = topology.describe();
+            match format {
+                Format::Text => print!("{d}"),
+                Format::Mermaid => print!("{}", d.mermaid()),
+                Format::Dot => print!("{}", d.dot()),
+            }
+            Ok(())
+        }
+        Command::Run {
+            application_id,
+            state_dir,
+            inputs,
+            outputs,
+            input_format,
+            commit_interval,
+            cache_max_bytes,
+            final_flush,
+            partitions,
+        } => {
+            let mut cfg = EmbeddedConfig::new(application_id.as_deref().unwrap_or(A::ID), state_dir);
+            for i in &inputs {
+                let (topic, path) = split_pair(i, "input")?;
+                cfg.inputs.push((topic, if path == "-" { Input::Stdin } else { Input::File(path.into()) }));
+            }
+            for o in &outputs {
+                let (topic, path) = split_pair(o, "output")?;
+                cfg.outputs.push((topic, if path == "-" { Output::Stdout } else { Output::File(path.into()) }));
+            }
+            cfg.input_format = match input_format {
+                LineFormat::Wire => InputFormat::Wire,
+                LineFormat::Envelope => InputFormat::Envelope,
+            };
+            cfg.commit_interval = commit_interval;
+            cfg.cache_max_bytes = cache_max_bytes;
+            cfg.final_flush = final_flush;
+            cfg.partitions = partitions.max(1);
+            let summary = run_embedded(&topology, &cfg).map_err(|e| e.to_string())?;
+            eprintln!(
+                "done: read {:?}, wrote {:?}, dead-lettered {}, late {}, commits {}",
+                summary.records_in, summary.records_out, summary.dead_lettered, summary.late, summary.commits
+            );
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("1h").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
