@@ -6,10 +6,14 @@
 //! replay of files gives the same results as live processing. At the end of finite input the final
 //! results of every open window are emitted (`final_flush`), so a replay is a complete batch computation.
 //!
-//! Every commit interval: state is committed (caches → stores → changelogs → checkpoint), output files
-//! are flushed and synced, then the input positions are written (write + rename). A run started again
-//! with the same state directory continues from those positions (at-least-once: output written after the
-//! last commit of a crashed run may appear twice).
+//! Every commit: state is committed (caches → stores → changelogs → checkpoints), output files are
+//! flushed and synced, then one commit record is written (write + rename) with the input positions, the
+//! output files' lengths and a copy of every task checkpoint. A run started again with the same state
+//! directory continues from it. At-least-once (default): commits every `commit_interval`; output written
+//! after the last commit of a crashed run may appear twice. Exactly-once: commits at deterministic input
+//! positions (every `commit_every_records`), and a restart first truncates the output files to their
+//! committed lengths and rolls state and changelogs back to the committed checkpoints, so a replay
+//! killed at any moment and run again ends with the same output files as an uninterrupted run.
 //!
 //! File formats: an output line is `{"key": …, "value": …, "timestamp": ms}` (plus `"headers"` when there
 //! are any; keys and values that are JSON are embedded, other text is a string, other bytes are
@@ -23,6 +27,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use super::engine::{Engine, EngineConfig};
 use crate::error::{Error, Result};
@@ -71,8 +77,13 @@ pub struct EmbeddedConfig {
     pub outputs: Vec<(String, Output)>,
     /// How input lines are read.
     pub input_format: InputFormat,
-    /// How often state, outputs and positions are committed.
+    /// How often state, outputs and positions are committed (at-least-once).
     pub commit_interval: Duration,
+    /// Exactly-once: commit every `commit_every_records` input records (deterministic commit points), and
+    /// on restart truncate output files, state and changelogs back to the last commit.
+    pub exactly_once: bool,
+    /// Records between commits under exactly-once.
+    pub commit_every_records: u64,
     /// Write-back cache per store, bytes.
     pub cache_max_bytes: usize,
     /// Emit the final results of open windows at the end of the input.
@@ -91,6 +102,8 @@ impl EmbeddedConfig {
             outputs: Vec::new(),
             input_format: InputFormat::Wire,
             commit_interval: Duration::from_secs(1),
+            exactly_once: false,
+            commit_every_records: 10_000,
             cache_max_bytes: 10 << 20,
             final_flush: true,
             partitions: 1,
@@ -175,15 +188,36 @@ pub(crate) fn parse_envelope(line: &str) -> std::result::Result<RawRecord, Strin
 pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunSummary> {
     let app_dir = config.state_dir.join(&config.application_id);
     std::fs::create_dir_all(&app_dir)?;
-    let positions_path = app_dir.join("positions");
-    let positions: HashMap<String, u64> = std::fs::read_to_string(&positions_path)
-        .map(|t| {
-            t.lines()
-                .filter_map(|l| l.rsplit_once(' ').and_then(|(t, p)| Some((t.to_string(), p.parse().ok()?))))
-                .collect()
-        })
-        .unwrap_or_default();
-    let state = StateConfig::new(&config.state_dir).cache_max_bytes(config.cache_max_bytes);
+    let commit_path = app_dir.join("commit.json");
+    let committed: Option<CommitRecord> =
+        std::fs::read(&commit_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    if config.exactly_once {
+        match &committed {
+            // Roll back to the commit: tasks restore from the committed checkpoints (marked unclean, so
+            // changelog records after them are dropped).
+            Some(c) => {
+                for (task, text) in &c.checkpoints {
+                    let unclean: String = text.lines().filter(|l| *l != "clean").map(|l| format!("{l}\n")).collect();
+                    let dir = app_dir.join(task);
+                    std::fs::create_dir_all(&dir)?;
+                    write_atomically(&dir.join("checkpoint"), unclean.as_bytes())?;
+                }
+            }
+            // Nothing committed yet: whatever state exists is from a run that never committed.
+            None => {
+                for entry in std::fs::read_dir(&app_dir)? {
+                    let path = entry?.path();
+                    if path.is_dir() && path.file_name().is_some_and(|n| n != "topics") {
+                        std::fs::remove_dir_all(&path)?;
+                    }
+                }
+            }
+        }
+    }
+    let positions: HashMap<String, u64> =
+        committed.as_ref().map(|c| c.positions.clone().into_iter().collect()).unwrap_or_default();
+    let state =
+        StateConfig::new(&config.state_dir).cache_max_bytes(config.cache_max_bytes).exactly_once(config.exactly_once);
     let engine_config = EngineConfig {
         application_id: config.application_id.clone(),
         default_partitions: config.partitions,
@@ -204,28 +238,43 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     }
     // Every external topic the tasks write leaves the engine: configured outputs, the dead-letter and
     // late-record topics and any sink topic without an output (to a file under the state directory).
-    let mut writers: HashMap<String, Box<dyn Write>> = HashMap::new();
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut stdout_topics = Vec::new();
     for (topic, out) in &config.outputs {
-        let w: Box<dyn Write> = match out {
-            Output::File(p) => Box::new(BufWriter::new(OpenOptions::new().create(true).append(true).open(p)?)),
-            Output::Stdout => Box::new(BufWriter::new(std::io::stdout())),
-        };
-        writers.insert(topic.clone(), w);
+        match out {
+            Output::File(p) => files.push((topic.clone(), p.clone())),
+            Output::Stdout => stdout_topics.push(topic.clone()),
+        }
     }
     let mut sink_topics: Vec<String> = topology.sink_topics();
     sink_topics.push(topology.deserialization.topic(&config.application_id));
     if let Some(t) = topology.late.topic() {
         sink_topics.push(t.to_string());
     }
-    for topic in sink_topics {
-        if !writers.contains_key(&topic) {
-            let dir = app_dir.join("topics");
-            std::fs::create_dir_all(&dir)?;
-            let f = OpenOptions::new().create(true).append(true).open(dir.join(format!("{topic}.jsonl")))?;
-            writers.insert(topic.clone(), Box::new(BufWriter::new(f)));
+    for topic in &sink_topics {
+        if !config.outputs.iter().any(|(t, _)| t == topic) {
+            std::fs::create_dir_all(app_dir.join("topics"))?;
+            files.push((topic.clone(), app_dir.join("topics").join(format!("{topic}.jsonl"))));
         }
-        engine.sinks.insert(topic);
+        engine.sinks.insert(topic.clone());
     }
+    let mut writers: HashMap<String, Sink> = HashMap::new();
+    for (topic, path) in files {
+        let key = path.display().to_string();
+        let f = OpenOptions::new().create(true).append(true).read(true).open(&path)?;
+        if config.exactly_once {
+            // Output written after the last commit is dropped: it will be written again.
+            if let Some(len) = committed.as_ref().and_then(|c| c.outputs.get(&key)) {
+                f.set_len(*len)?;
+            }
+        }
+        let len = f.metadata()?.len();
+        writers.insert(topic, Sink::File { writer: BufWriter::new(f), path: key, len });
+    }
+    for topic in stdout_topics {
+        writers.insert(topic, Sink::Stdout(BufWriter::new(std::io::stdout())));
+    }
+    let mut consumed = committed.as_ref().map_or(0, |c| c.consumed);
     let mut sources = Vec::new();
     for (topic, input) in &config.inputs {
         let (reader, position, resumable): (Box<dyn BufRead>, u64, bool) = match input {
@@ -244,6 +293,10 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     let global: HashSet<String> = engine.global_topics.clone();
     let mut summary = RunSummary::default();
     let mut last_commit = Instant::now();
+    let mut last_committed = consumed;
+    if config.exactly_once && committed.is_none() {
+        commit(&mut engine, &mut writers, &mut summary, &sources, &commit_path, consumed)?;
+    }
     let mut line = String::new();
     loop {
         let mut any = false;
@@ -257,6 +310,9 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                 }
                 s.position += n as u64;
                 s.line += 1;
+                if !global.contains(&s.topic) {
+                    consumed += 1;
+                }
                 let text = line.trim_end_matches(['\n', '\r']);
                 if text.is_empty() {
                     continue;
@@ -295,9 +351,15 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         }
         let progressed = engine.step()?;
         write_outbox(&mut engine, &mut writers, &mut summary)?;
-        if last_commit.elapsed() >= config.commit_interval {
-            commit(&mut engine, &mut writers, &mut summary, &sources, &positions_path)?;
+        let due = if config.exactly_once {
+            consumed > 0 && consumed.is_multiple_of(config.commit_every_records.max(1)) && consumed != last_committed
+        } else {
+            last_commit.elapsed() >= config.commit_interval
+        };
+        if due {
+            commit(&mut engine, &mut writers, &mut summary, &sources, &commit_path, consumed)?;
             last_commit = Instant::now();
+            last_committed = consumed;
         }
         if !any && !progressed {
             break;
@@ -308,7 +370,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         engine.final_flush()?;
     }
     write_outbox(&mut engine, &mut writers, &mut summary)?;
-    commit(&mut engine, &mut writers, &mut summary, &sources, &positions_path)?;
+    commit(&mut engine, &mut writers, &mut summary, &sources, &commit_path, consumed)?;
     let metrics = engine.tasks.values().map(|t| &t.ctx.metrics);
     for m in metrics {
         summary.dead_lettered += m.dead_lettered;
@@ -318,36 +380,73 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     Ok(summary)
 }
 
-fn write_outbox(
-    engine: &mut Engine,
-    writers: &mut HashMap<String, Box<dyn Write>>,
-    summary: &mut RunSummary,
-) -> Result<()> {
+/// Where an output topic's lines go.
+enum Sink {
+    File { writer: BufWriter<File>, path: String, len: u64 },
+    Stdout(BufWriter<std::io::Stdout>),
+}
+
+/// What a commit makes durable, in one file: the commit point.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CommitRecord {
+    /// Byte position per input topic.
+    positions: BTreeMap<String, u64>,
+    /// Length per output file.
+    outputs: BTreeMap<String, u64>,
+    /// Input records consumed since the first run (commit points are multiples under exactly-once).
+    consumed: u64,
+    /// Every task's checkpoint file, by task directory name.
+    checkpoints: BTreeMap<String, String>,
+}
+
+fn write_outbox(engine: &mut Engine, writers: &mut HashMap<String, Sink>, summary: &mut RunSummary) -> Result<()> {
     for (topic, raw) in engine.outbox.drain(..) {
-        let w = writers.get_mut(&topic).expect("every sink topic has a writer");
-        writeln!(w, "{}", envelope(&raw))?;
+        let line = envelope(&raw);
+        match writers.get_mut(&topic).expect("every sink topic has a writer") {
+            Sink::File { writer, len, .. } => {
+                writeln!(writer, "{line}")?;
+                *len += line.len() as u64 + 1;
+            }
+            Sink::Stdout(w) => writeln!(w, "{line}")?,
+        }
         *summary.records_out.entry(topic).or_default() += 1;
     }
     Ok(())
 }
 
-/// State first, then outputs, then positions: after a crash, input is replayed from positions that are
-/// never ahead of the state or of the outputs (at-least-once).
+/// Records read so far are processed, then state is committed, then outputs, then the commit record:
+/// the record is the commit point, and positions in it are never ahead of the state or the outputs.
 fn commit(
     engine: &mut Engine,
-    writers: &mut HashMap<String, Box<dyn Write>>,
+    writers: &mut HashMap<String, Sink>,
     summary: &mut RunSummary,
     sources: &[Source],
-    positions_path: &std::path::Path,
+    commit_path: &std::path::Path,
+    consumed: u64,
 ) -> Result<()> {
+    // Records already read must be in the state before positions past them are committed.
+    engine.run()?;
     engine.commit()?;
     write_outbox(engine, writers, summary)?;
-    for w in writers.values_mut() {
-        w.flush()?;
+    let mut record = CommitRecord { consumed, ..Default::default() };
+    for sink in writers.values_mut() {
+        match sink {
+            Sink::File { writer, path, len } => {
+                writer.flush()?;
+                writer.get_ref().sync_data()?;
+                record.outputs.insert(path.clone(), *len);
+            }
+            Sink::Stdout(w) => w.flush()?,
+        }
     }
-    let text: String =
-        sources.iter().filter(|s| s.resumable).map(|s| format!("{} {}\n", s.topic, s.position)).collect();
-    write_atomically(positions_path, text.as_bytes())?;
+    record.positions = sources.iter().filter(|s| s.resumable).map(|s| (s.topic.clone(), s.position)).collect();
+    let app_dir = commit_path.parent().expect("commit file in the app directory");
+    for id in engine.tasks.keys() {
+        if let Ok(text) = std::fs::read_to_string(app_dir.join(id.to_string()).join("checkpoint")) {
+            record.checkpoints.insert(id.to_string(), text);
+        }
+    }
+    write_atomically(commit_path, &serde_json::to_vec_pretty(&record).expect("serializable"))?;
     summary.commits += 1;
     Ok(())
 }

@@ -181,3 +181,96 @@ fn sigkill_at_random_points_at_least_once_loses_nothing() {
         assert!(sums[&k] >= want, "{k}: {} < {want} after {kills} kills: a record was lost", sums[&k]);
     }
 }
+
+const EOS_CHILD: &str = "TOPOLOGY_EOS_CHILD_DIR";
+
+/// A repartition, a cached table (updates de-duplicated per commit) and windows closed by the final
+/// flush: outputs that depend on where commits fall.
+fn eos_topology() -> topology::Topology {
+    use topology::{EmitStrategy, Grouped, Produced, Serdes, TimeWindows};
+    let mut b = StreamsBuilder::new();
+    let events = b.stream("in", Consumed::with(s(), s()));
+    let by_value = events.select_key(|_, v| v.clone()).group_by_key(Grouped::as_("by-value"));
+    by_value
+        .count(Materialized::as_("value-counts"))
+        .to_stream()
+        .to("counts", Produced::with(s(), Serdes::optional(Serdes::json::<u64>())));
+    events
+        .group_by_key(Grouped::new())
+        .windowed_by(TimeWindows::of(Duration::from_millis(1000)))
+        .emit(EmitStrategy::OnWindowClose)
+        .count(Materialized::as_("windows"))
+        .to_stream()
+        .map(|k, v| (format!("{}@{}", k.key, k.window.start), v.unwrap_or(0)))
+        .to("windows", Produced::with(s(), Serdes::json::<u64>()));
+    b.build().unwrap()
+}
+
+fn eos_config(dir: &Path) -> topology::EmbeddedConfig {
+    let mut cfg = topology::EmbeddedConfig::new("eos", dir.join("state"));
+    cfg.input_format = topology::InputFormat::Envelope;
+    cfg.exactly_once = true;
+    cfg.commit_every_records = 250;
+    cfg.cache_max_bytes = 4096;
+    cfg.inputs = vec![("in".into(), topology::Input::File(dir.join("in.jsonl")))];
+    cfg.outputs = vec![
+        ("counts".into(), topology::Output::File(dir.join("counts.jsonl"))),
+        ("windows".into(), topology::Output::File(dir.join("windows.jsonl"))),
+    ];
+    cfg
+}
+
+fn write_eos_input(dir: &Path) {
+    let lines: String = (0..40_000)
+        .map(|n| format!("{{\"key\":\"k{}\",\"value\":\"v{}\",\"timestamp\":{}}}\n", n % 37, n % 11, n * 10))
+        .collect();
+    std::fs::write(dir.join("in.jsonl"), lines).unwrap();
+}
+
+#[test]
+fn sigkill_during_an_exactly_once_replay_leaves_output_files_identical_to_an_uninterrupted_run() {
+    if let Ok(dir) = std::env::var(EOS_CHILD) {
+        topology::run_embedded(&eos_topology(), &eos_config(Path::new(&dir))).unwrap();
+        return;
+    }
+    // The reference: one uninterrupted run.
+    let reference = tempfile::tempdir().unwrap();
+    write_eos_input(reference.path());
+    topology::run_embedded(&eos_topology(), &eos_config(reference.path())).unwrap();
+    let want = |f: &str| std::fs::read(reference.path().join(f)).unwrap();
+    assert!(want("counts.jsonl").len() > 1000 && want("windows.jsonl").len() > 1000);
+
+    let dir = tempfile::tempdir().unwrap();
+    write_eos_input(dir.path());
+    let test = "crash::sigkill_during_an_exactly_once_replay_leaves_output_files_identical_to_an_uninterrupted_run";
+    let mut seed: u64 = 0xe05;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    let mut kills = 0;
+    loop {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--test-threads=1"])
+            .env(EOS_CHILD, dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(10 + next() % 200));
+        if kills < 20 && child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            kills += 1;
+            continue;
+        }
+        assert!(child.wait().unwrap().success(), "the child failed on its own");
+        break;
+    }
+    eprintln!("exactly-once replay completed after {kills} SIGKILLs");
+    assert!(kills >= 10, "too few kill points: {kills}");
+    for f in ["counts.jsonl", "windows.jsonl"] {
+        let got = std::fs::read(dir.path().join(f)).unwrap();
+        assert!(got == want(f), "{f} differs after {kills} kills ({} vs {} bytes)", got.len(), want(f).len());
+    }
+}
