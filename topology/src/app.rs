@@ -27,6 +27,15 @@ enum Format {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+enum Guarantee {
+    /// Commit every commit interval; after a crash, output since the last commit may repeat.
+    AtLeastOnce,
+    /// Commit at deterministic input positions; after a crash, outputs and state roll back to the
+    /// last commit, so a rerun ends with the same output files as an uninterrupted run.
+    ExactlyOnce,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum LineFormat {
     /// Each line is one record in the topic's wire format (the value; no key).
     Wire,
@@ -71,7 +80,26 @@ enum Command {
         /// Partitions per topic (tasks per sub-topology).
         #[arg(long, default_value_t = 1, env = "TOPOLOGY_PARTITIONS")]
         partitions: u32,
+        /// Processing guarantee.
+        #[arg(long, value_enum, default_value = "at-least-once", env = "TOPOLOGY_GUARANTEE")]
+        guarantee: Guarantee,
+        /// Under exactly-once: input records between commits.
+        #[arg(long, default_value_t = 10_000, env = "TOPOLOGY_COMMIT_EVERY_RECORDS")]
+        commit_every_records: u64,
     },
+}
+
+/// SIGINT or SIGTERM sets the returned flag (the run stops, commits, closes, exits 0); a second one
+/// exits at once.
+fn stop_on_signals() -> std::io::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as the first signal left it: set → exit now.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())?;
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    Ok(flag)
 }
 
 /// Parses `500ms`, `2s`, `1m` or plain milliseconds.
@@ -145,6 +173,8 @@ fn run<A: Application>(cli: Cli) -> Result<(), String> {
             cache_max_bytes,
             final_flush,
             partitions,
+            guarantee,
+            commit_every_records,
         } => {
             let mut cfg = EmbeddedConfig::new(application_id.as_deref().unwrap_or(A::ID), state_dir);
             for i in &inputs {
@@ -163,10 +193,18 @@ fn run<A: Application>(cli: Cli) -> Result<(), String> {
             cfg.cache_max_bytes = cache_max_bytes;
             cfg.final_flush = final_flush;
             cfg.partitions = partitions.max(1);
+            cfg.exactly_once = matches!(guarantee, Guarantee::ExactlyOnce);
+            cfg.commit_every_records = commit_every_records.max(1);
+            cfg.stop = Some(stop_on_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?);
             let summary = run_embedded(&topology, &cfg).map_err(|e| e.to_string())?;
             eprintln!(
-                "done: read {:?}, wrote {:?}, dead-lettered {}, late {}, commits {}",
-                summary.records_in, summary.records_out, summary.dead_lettered, summary.late, summary.commits
+                "{}: read {:?}, wrote {:?}, dead-lettered {}, late {}, commits {}",
+                if summary.stopped { "stopped" } else { "done" },
+                summary.records_in,
+                summary.records_out,
+                summary.dead_lettered,
+                summary.late,
+                summary.commits
             );
             Ok(())
         }

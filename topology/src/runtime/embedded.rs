@@ -26,6 +26,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -90,6 +92,9 @@ pub struct EmbeddedConfig {
     pub final_flush: bool,
     /// Partitions per topic (tasks per sub-topology).
     pub partitions: u32,
+    /// Set (by a signal handler, say) to stop: reading stops, what was read is processed and committed,
+    /// and the run returns (no final flush: the input did not end).
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl EmbeddedConfig {
@@ -107,6 +112,7 @@ impl EmbeddedConfig {
             cache_max_bytes: 10 << 20,
             final_flush: true,
             partitions: 1,
+            stop: None,
         }
     }
 }
@@ -124,11 +130,71 @@ pub struct RunSummary {
     pub late: u64,
     /// Commits made.
     pub commits: u64,
+    /// The run was stopped before its inputs ended.
+    pub stopped: bool,
+}
+
+/// Where a source's lines come from: a file read in place, or stdin read by a thread (so a live stream
+/// that is quiet does not block the loop, and a stop request is seen at once).
+enum Lines {
+    File(Box<dyn BufRead>),
+    Channel(std::sync::mpsc::Receiver<std::io::Result<String>>),
+}
+
+enum Next {
+    Line(usize),
+    Pending,
+    End,
+}
+
+impl Lines {
+    fn stdin() -> Lines {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+        std::thread::spawn(move || {
+            let stdin = std::io::stdin();
+            let mut lock = stdin.lock();
+            loop {
+                let mut line = String::new();
+                match lock.read_line(&mut line) {
+                    Ok(0) => return,
+                    Ok(_) => {
+                        if tx.send(Ok(line)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        Lines::Channel(rx)
+    }
+
+    /// Reads the next line into `buf` (cleared first).
+    fn next(&mut self, buf: &mut String) -> std::io::Result<Next> {
+        buf.clear();
+        match self {
+            Lines::File(r) => Ok(match r.read_line(buf)? {
+                0 => Next::End,
+                n => Next::Line(n),
+            }),
+            Lines::Channel(rx) => match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    *buf = line?;
+                    Ok(Next::Line(buf.len()))
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(Next::Pending),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Ok(Next::End),
+            },
+        }
+    }
 }
 
 struct Source {
     topic: String,
-    reader: Box<dyn BufRead>,
+    reader: Lines,
     /// Byte position after the last line read (files only).
     position: u64,
     resumable: bool,
@@ -277,15 +343,15 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     let mut consumed = committed.as_ref().map_or(0, |c| c.consumed);
     let mut sources = Vec::new();
     for (topic, input) in &config.inputs {
-        let (reader, position, resumable): (Box<dyn BufRead>, u64, bool) = match input {
+        let (reader, position, resumable): (Lines, u64, bool) = match input {
             Input::File(p) => {
                 let mut f = File::open(p)
                     .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read input `{}`: {e}", p.display())))?;
                 let pos = positions.get(topic).copied().unwrap_or(0);
                 f.seek(SeekFrom::Start(pos))?;
-                (Box::new(BufReader::with_capacity(1 << 16, f)), pos, true)
+                (Lines::File(Box::new(BufReader::with_capacity(1 << 16, f))), pos, true)
             }
-            Input::Stdin => (Box::new(BufReader::new(std::io::stdin())), 0, false),
+            Input::Stdin => (Lines::stdin(), 0, false),
         };
         sources.push(Source { topic: topic.clone(), reader, position, resumable, eof: false, line: 0 });
     }
@@ -299,15 +365,21 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     }
     let mut line = String::new();
     loop {
+        if config.stop.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
+            summary.stopped = true;
+            break;
+        }
         let mut any = false;
         for s in sources.iter_mut() {
             while !s.eof && (global.contains(&s.topic) || engine.buffered(&s.topic) == 0) {
-                line.clear();
-                let n = s.reader.read_line(&mut line)?;
-                if n == 0 {
-                    s.eof = true;
-                    break;
-                }
+                let n = match s.reader.next(&mut line)? {
+                    Next::Line(n) => n,
+                    Next::Pending => break,
+                    Next::End => {
+                        s.eof = true;
+                        break;
+                    }
+                };
                 s.position += n as u64;
                 s.line += 1;
                 if !global.contains(&s.topic) {
@@ -366,7 +438,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         }
     }
     engine.run()?;
-    if config.final_flush {
+    if config.final_flush && !summary.stopped {
         engine.final_flush()?;
     }
     write_outbox(&mut engine, &mut writers, &mut summary)?;

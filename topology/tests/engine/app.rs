@@ -37,3 +37,47 @@ fn the_runner_runs_describes_and_reports_errors_with_exit_codes() {
     assert_eq!(missing, ExitCode::from(1));
     assert_eq!(main_with(&["run", "--commit-interval", "soon"]), ExitCode::from(2));
 }
+
+const SIGNAL_CHILD: &str = "TOPOLOGY_SIGNAL_CHILD_DIR";
+
+/// SIGTERM while reading a live stdin: the run stops, commits what it read, and exits 0.
+#[test]
+fn sigterm_stops_consuming_commits_and_exits_zero() {
+    if let Ok(dir) = std::env::var(SIGNAL_CHILD) {
+        let out = format!("out={dir}/out.jsonl");
+        let state = format!("{dir}/state");
+        std::process::exit(
+            if main_with(&["run", "--state-dir", &state, "--input", "in=-", "--output", &out]) == ExitCode::SUCCESS {
+                0
+            } else {
+                1
+            },
+        );
+    }
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "app::sigterm_stops_consuming_commits_and_exits_zero", "--test-threads=1"])
+        .env(SIGNAL_CHILD, dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "one\ntwo\nthree").unwrap();
+    stdin.flush().unwrap();
+    // stdin stays open: a live stream that has gone quiet.
+    let out = dir.path().join("out.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline && std::fs::read_to_string(&out).map_or(0, |t| t.lines().count()) < 3 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    drop(stdin);
+    assert!(exit.success(), "exit status {exit}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 3);
+    assert!(dir.path().join("state/echo/commit.json").exists(), "the stop committed");
+}
