@@ -89,6 +89,21 @@ enum Command {
     },
 }
 
+/// A spinner line on the terminal: records, records/s, stream time.
+fn progress_bar() -> crate::ProgressFn {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
+    crate::ProgressFn(std::sync::Arc::new(move |p: &crate::Progress| {
+        let rate = p.records as f64 / (p.elapsed_ms.max(1) as f64 / 1000.0);
+        let time = p.stream_time.map_or_else(|| "-".to_string(), |t| format!("{t}"));
+        bar.set_message(format!("{} records, {rate:.0} records/s, stream time {time}", p.records));
+        bar.tick();
+        if p.done {
+            bar.finish_and_clear();
+        }
+    }))
+}
+
 /// SIGINT or SIGTERM sets the returned flag (the run stops, commits, closes, exits 0); a second one
 /// exits at once.
 fn stop_on_signals() -> std::io::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
@@ -195,6 +210,9 @@ fn run<A: Application>(cli: Cli) -> Result<(), String> {
             cfg.partitions = partitions.max(1);
             cfg.exactly_once = matches!(guarantee, Guarantee::ExactlyOnce);
             cfg.commit_every_records = commit_every_records.max(1);
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                cfg.progress = Some(progress_bar());
+            }
             cfg.stop = Some(stop_on_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?);
             let summary = run_embedded(&topology, &cfg).map_err(|e| e.to_string())?;
             eprintln!(

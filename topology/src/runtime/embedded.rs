@@ -92,6 +92,8 @@ pub struct EmbeddedConfig {
     pub final_flush: bool,
     /// Partitions per topic (tasks per sub-topology).
     pub partitions: u32,
+    /// Called every 10,000 input records and at the end (the runner draws a progress line with it).
+    pub progress: Option<ProgressFn>,
     /// Set (by a signal handler, say) to stop: reading stops, what was read is processed and committed,
     /// and the run returns (no final flush: the input did not end).
     pub stop: Option<Arc<AtomicBool>>,
@@ -113,7 +115,31 @@ impl EmbeddedConfig {
             final_flush: true,
             partitions: 1,
             stop: None,
+            progress: None,
         }
+    }
+}
+
+/// How far a run has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Input records read so far in this run.
+    pub records: u64,
+    /// Seconds since the run started.
+    pub elapsed_ms: u64,
+    /// The highest stream time over all tasks (epoch ms), `None` before the first record.
+    pub stream_time: Option<i64>,
+    /// The run is over.
+    pub done: bool,
+}
+
+/// A progress callback.
+#[derive(Clone)]
+pub struct ProgressFn(pub Arc<dyn Fn(&Progress) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressFn(..)")
     }
 }
 
@@ -360,6 +386,15 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     let mut summary = RunSummary::default();
     let mut last_commit = Instant::now();
     let mut last_committed = consumed;
+    let started = Instant::now();
+    let mut read_this_run = 0u64;
+    let report = |engine: &Engine, records: u64, done: bool| {
+        if let Some(p) = &config.progress {
+            let stream_time =
+                engine.tasks.values().map(|t| t.ctx.stream_time).max().filter(|t| *t != i64::MIN && *t != i64::MAX);
+            (p.0)(&Progress { records, elapsed_ms: started.elapsed().as_millis() as u64, stream_time, done });
+        }
+    };
     if config.exactly_once && committed.is_none() {
         commit(&mut engine, &mut writers, &mut summary, &sources, &commit_path, consumed)?;
     }
@@ -384,6 +419,10 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                 s.line += 1;
                 if !global.contains(&s.topic) {
                     consumed += 1;
+                }
+                read_this_run += 1;
+                if read_this_run.is_multiple_of(10_000) {
+                    report(&engine, read_this_run, false);
                 }
                 let text = line.trim_end_matches(['\n', '\r']);
                 if text.is_empty() {
@@ -443,6 +482,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     }
     write_outbox(&mut engine, &mut writers, &mut summary)?;
     commit(&mut engine, &mut writers, &mut summary, &sources, &commit_path, consumed)?;
+    report(&engine, read_this_run, true);
     let metrics = engine.tasks.values().map(|t| &t.ctx.metrics);
     for m in metrics {
         summary.dead_lettered += m.dead_lettered;

@@ -6,5 +6,5 @@ mod engine;
 mod partitioner;
 mod test_driver;
 
-pub use embedded::{run_embedded, EmbeddedConfig, Input, InputFormat, Output, RunSummary};
+pub use embedded::{run_embedded, EmbeddedConfig, Input, InputFormat, Output, Progress, ProgressFn, RunSummary};
 pub use test_driver::{TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord};
