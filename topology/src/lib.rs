@@ -63,6 +63,7 @@ mod processor;
 mod record;
 mod runtime;
 mod serdes;
+pub mod sink;
 mod state;
 mod task;
 mod topology;

@@ -8,6 +8,7 @@ mod describe;
 mod embedded;
 mod joins;
 mod processor;
+mod redis;
 mod state;
 mod stateless;
 mod tables;

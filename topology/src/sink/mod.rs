@@ -1,0 +1,3 @@
+//! Sinks outside Kafka that runtimes write to at commit: [`redis`].
+
+pub mod redis;

@@ -1,0 +1,167 @@
+//! The Redis sink against a real `redis-server` on a free loopback port (started and stopped here).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use topology::sink::redis::{RedisCommand, RedisSink};
+
+/// A redis-server on 127.0.0.1, killed on drop.
+pub(crate) struct RedisServer {
+    pub(crate) port: u16,
+    child: Child,
+}
+
+impl RedisServer {
+    pub(crate) fn start(port: Option<u16>, password: Option<&str>) -> RedisServer {
+        let port = port.unwrap_or_else(|| TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+        let mut args = vec!["--port".to_string(), port.to_string(), "--bind".into(), "127.0.0.1".into()];
+        args.extend(["--save".into(), "".into(), "--appendonly".into(), "no".into()]);
+        if let Some(p) = password {
+            args.extend(["--requirepass".into(), p.into()]);
+        }
+        let child = Command::new("redis-server")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/setup installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer { port, child }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn client(&self, url: &str) -> redis::Connection {
+        redis::Client::open(url).unwrap().get_connection().unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn set(key: &str, value: &str, ttl: Option<u64>) -> RedisCommand {
+    RedisCommand::Set { key: key.into(), value: value.into(), ttl_s: ttl }
+}
+
+#[test]
+fn commands_are_written_with_ttls_lists_and_publishes() {
+    let server = RedisServer::start(None, None);
+    let mut conn = server.client(&server.url());
+    let mut pubsub_conn = server.client(&server.url());
+    let mut pubsub = pubsub_conn.as_pubsub();
+    pubsub.subscribe("alerts").unwrap();
+    pubsub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+
+    let mut sink = RedisSink::open(&server.url(), 1000).unwrap();
+    sink.push(set("user:1:score", "0.9", Some(600)));
+    sink.push(set("plain", "v", None));
+    sink.push(set("gone", "x", None));
+    sink.push(RedisCommand::Del { key: "gone".into() });
+    for n in 0..5 {
+        sink.push(RedisCommand::PushCapped {
+            list: "recent".into(),
+            value: format!("a{n}"),
+            max_len: 3,
+            ttl_s: 86_400,
+        });
+    }
+    sink.push(RedisCommand::Publish { channel: "alerts".into(), message: "{\"id\":1}".into() });
+    assert!(sink.flush());
+    assert_eq!(sink.metrics().commands_written, 10);
+
+    let v: String = redis::cmd("GET").arg("user:1:score").query(&mut conn).unwrap();
+    assert_eq!(v, "0.9");
+    let ttl: i64 = redis::cmd("TTL").arg("user:1:score").query(&mut conn).unwrap();
+    assert!((590..=600).contains(&ttl), "{ttl}");
+    let ttl: i64 = redis::cmd("TTL").arg("plain").query(&mut conn).unwrap();
+    assert_eq!(ttl, -1);
+    let exists: i64 = redis::cmd("EXISTS").arg("gone").query(&mut conn).unwrap();
+    assert_eq!(exists, 0);
+    let list: Vec<String> = redis::cmd("LRANGE").arg("recent").arg(0).arg(-1).query(&mut conn).unwrap();
+    assert_eq!(list, vec!["a4", "a3", "a2"]);
+    let ttl: i64 = redis::cmd("TTL").arg("recent").query(&mut conn).unwrap();
+    assert!(ttl > 86_000);
+    let msg = pubsub.get_message().unwrap();
+    assert_eq!(msg.get_payload::<String>().unwrap(), "{\"id\":1}");
+}
+
+#[test]
+fn while_redis_is_down_commands_stay_buffered_and_are_written_when_it_returns() {
+    let server = RedisServer::start(None, None);
+    let port = server.port;
+    let mut sink = RedisSink::open(&server.url(), 10_000).unwrap();
+    sink.push(set("before", "1", None));
+    assert!(sink.flush());
+    drop(server); // Redis goes away
+    for n in 0..100 {
+        sink.push(set(&format!("k{n}"), &n.to_string(), Some(600)));
+    }
+    assert!(!sink.flush());
+    assert!(!sink.flush());
+    assert_eq!(sink.buffered(), 100, "nothing dropped");
+    assert_eq!(sink.metrics().outages, 1, "one outage, however many failed flushes");
+    assert_eq!(sink.metrics().failed_flushes, 2);
+    let server = RedisServer::start(Some(port), None); // back (empty: no persistence)
+    assert!(sink.flush());
+    assert_eq!(sink.buffered(), 0);
+    let mut conn = server.client(&server.url());
+    let n: i64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(n, 100);
+    let v: String = redis::cmd("GET").arg("k42").query(&mut conn).unwrap();
+    assert_eq!(v, "42");
+}
+
+#[test]
+fn a_full_buffer_blocks_the_task_until_redis_is_back() {
+    let server = RedisServer::start(None, None);
+    let (port, url) = (server.port, server.url());
+    drop(server);
+    let mut sink = RedisSink::open(&url, 10).unwrap();
+    for n in 0..10 {
+        sink.push(set(&format!("k{n}"), "v", None));
+    }
+    // Bring Redis back after a while, from another thread; push #11 must wait for it.
+    let restarter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        RedisServer::start(Some(port), None)
+    });
+    let started = Instant::now();
+    sink.push(set("k10", "v", None));
+    assert!(started.elapsed() >= Duration::from_millis(300), "push returned without waiting");
+    let server = restarter.join().unwrap();
+    assert!(sink.flush());
+    let mut conn = server.client(&server.url());
+    let n: i64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(n, 11);
+    assert!(sink.metrics().blocked_ms >= 300);
+}
+
+#[test]
+fn auth_comes_from_the_url_and_the_password_never_shows_in_errors() {
+    let server = RedisServer::start(None, Some("s3cret-pw"));
+    let wrong = format!("redis://:wrong-pw@127.0.0.1:{}/", server.port);
+    let mut sink = RedisSink::open(&wrong, 10).unwrap();
+    sink.push(set("k", "v", None));
+    let err = sink.flush_within(Duration::from_millis(200)).unwrap_err().to_string();
+    assert!(!err.contains("wrong-pw") && !err.contains("s3cret"), "{err}");
+    let right = format!("redis://:s3cret-pw@127.0.0.1:{}/", server.port);
+    let mut sink = RedisSink::open(&right, 10).unwrap();
+    sink.push(set("k", "v", None));
+    sink.flush_within(Duration::from_secs(5)).unwrap();
+    let mut conn = server.client(&right);
+    let v: String = redis::cmd("GET").arg("k").query(&mut conn).unwrap();
+    assert_eq!(v, "v");
+    let bad = RedisSink::open("redis://:hunter2@[::1", 10).unwrap_err().to_string();
+    assert!(!bad.contains("hunter2"), "{bad}");
+}
