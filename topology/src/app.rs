@@ -83,6 +83,9 @@ enum Command {
         /// Processing guarantee.
         #[arg(long, value_enum, default_value = "at-least-once", env = "TOPOLOGY_GUARANTEE")]
         guarantee: Guarantee,
+        /// Also write the app's Redis commands (SETEX, PUBLISH, …) to this Redis (AUTH/TLS in the URL).
+        #[arg(long, env = "TOPOLOGY_REDIS_URL", hide_env_values = true)]
+        redis: Option<String>,
         /// Under exactly-once: input records between commits.
         #[arg(long, default_value_t = 10_000, env = "TOPOLOGY_COMMIT_EVERY_RECORDS")]
         commit_every_records: u64,
@@ -190,6 +193,7 @@ fn run<A: Application>(cli: Cli) -> Result<(), String> {
             partitions,
             guarantee,
             commit_every_records,
+            redis,
         } => {
             let mut cfg = EmbeddedConfig::new(application_id.as_deref().unwrap_or(A::ID), state_dir);
             for i in &inputs {
@@ -210,6 +214,15 @@ fn run<A: Application>(cli: Cli) -> Result<(), String> {
             cfg.partitions = partitions.max(1);
             cfg.exactly_once = matches!(guarantee, Guarantee::ExactlyOnce);
             cfg.commit_every_records = commit_every_records.max(1);
+            if let Some(url) = redis {
+                cfg.redis = Some(crate::runtime::RedisOutput {
+                    url,
+                    mapper: std::sync::Arc::new(|topic: &str, record: &crate::RawRecord| {
+                        A::redis_commands(topic, record)
+                    }),
+                    max_buffered: 100_000,
+                });
+            }
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 cfg.progress = Some(progress_bar());
             }

@@ -165,6 +165,11 @@ pub trait Application {
     const ID: &'static str;
     /// Builds the topology.
     fn topology() -> Result<crate::Topology, crate::TopologyError>;
+    /// The Redis writes for a record written to an output topic (apps with a Redis sink, enabled by
+    /// `run --redis URL`); none by default. Set with `#[topology(redis = path::to::fn)]`.
+    fn redis_commands(_topic: &str, _record: &crate::RawRecord) -> Vec<crate::sink::redis::RedisCommand> {
+        Vec::new()
+    }
 }
 
 /// Numbers that `sum`, `min`, `max` and `mean` aggregate over.

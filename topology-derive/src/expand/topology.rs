@@ -1,5 +1,6 @@
-//! `#[topology(application_id = "...")] fn name(builder: &mut StreamsBuilder)` → the function, unchanged,
-//! plus `struct NameApp` implementing `topology::Application` (id + topology), what the app runner uses.
+//! `#[topology(application_id = "..."[, redis = path])] fn name(builder: &mut StreamsBuilder)` → the
+//! function, unchanged, plus `struct NameApp` implementing `topology::Application` (id, topology and the
+//! optional Redis mapping), what the app runner uses.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -11,6 +12,7 @@ use crate::internals::processor::camel;
 pub(crate) fn expand(args: TokenStream, item: ItemFn) -> TokenStream {
     let cx = Ctxt::new();
     let mut id: Option<LitStr> = None;
+    let mut redis: Option<syn::Path> = None;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("application_id") {
             let lit: LitStr = meta.value()?.parse()?;
@@ -20,8 +22,11 @@ pub(crate) fn expand(args: TokenStream, item: ItemFn) -> TokenStream {
             }
             id = Some(lit);
             Ok(())
+        } else if meta.path.is_ident("redis") {
+            redis = Some(meta.value()?.parse()?);
+            Ok(())
         } else {
-            Err(meta.error("unknown topology attribute; expected `application_id`"))
+            Err(meta.error("unknown topology attribute; expected one of: `application_id`, `redis`"))
         }
     });
     if let Err(e) = syn::parse::Parser::parse2(parser, args) {
@@ -46,6 +51,13 @@ pub(crate) fn expand(args: TokenStream, item: ItemFn) -> TokenStream {
     let vis = &item.vis;
     let app = format_ident!("{}App", camel(fn_name));
     let doc = format!("The application built by [`{fn_name}`], id `{}`.", id.value());
+    let redis_fn = redis.map(|path| {
+        quote! {
+            fn redis_commands(topic: &str, record: &::topology::RawRecord) -> ::std::vec::Vec<::topology::sink::redis::RedisCommand> {
+                #path(topic, record)
+            }
+        }
+    });
     quote! {
         #item
 
@@ -61,6 +73,7 @@ pub(crate) fn expand(args: TokenStream, item: ItemFn) -> TokenStream {
                 #fn_name(&mut builder);
                 builder.build()
             }
+            #redis_fn
         }
     }
 }

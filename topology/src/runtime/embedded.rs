@@ -94,6 +94,9 @@ pub struct EmbeddedConfig {
     pub partitions: u32,
     /// Called every 10,000 input records and at the end (the runner draws a progress line with it).
     pub progress: Option<ProgressFn>,
+    /// Redis writes for output records: the sink and the mapping from (topic, record) to commands.
+    /// Flushed with every commit; while Redis is down commands stay buffered (see the sink).
+    pub redis: Option<RedisOutput>,
     /// Set (by a signal handler, say) to stop: reading stops, what was read is processed and committed,
     /// and the run returns (no final flush: the input did not end).
     pub stop: Option<Arc<AtomicBool>>,
@@ -116,6 +119,7 @@ impl EmbeddedConfig {
             partitions: 1,
             stop: None,
             progress: None,
+            redis: None,
         }
     }
 }
@@ -131,6 +135,27 @@ pub struct Progress {
     pub stream_time: Option<i64>,
     /// The run is over.
     pub done: bool,
+}
+
+/// Maps an output record to Redis commands.
+pub type RedisMapper = Arc<dyn Fn(&str, &RawRecord) -> Vec<crate::sink::redis::RedisCommand> + Send + Sync>;
+
+/// Where output records also go to Redis.
+#[derive(Clone)]
+pub struct RedisOutput {
+    /// The Redis URL (AUTH/TLS inside).
+    pub url: String,
+    /// Commands per output record.
+    pub mapper: RedisMapper,
+    /// Commands buffered at most before the run waits for Redis.
+    pub max_buffered: usize,
+}
+
+impl std::fmt::Debug for RedisOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never printed.
+        f.debug_struct("RedisOutput").field("max_buffered", &self.max_buffered).finish()
+    }
 }
 
 /// A progress callback.
@@ -158,6 +183,10 @@ pub struct RunSummary {
     pub commits: u64,
     /// The run was stopped before its inputs ended.
     pub stopped: bool,
+    /// Commands written to Redis.
+    pub redis_commands: u64,
+    /// Redis outages seen (each logged when it began and ended).
+    pub redis_outages: u64,
 }
 
 /// Where a source's lines come from: a file read in place, or stdin read by a thread (so a live stream
@@ -367,6 +396,14 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         writers.insert(topic, Sink::Stdout(BufWriter::new(std::io::stdout())));
     }
     let mut consumed = committed.as_ref().map_or(0, |c| c.consumed);
+    let mut redis = match &config.redis {
+        Some(r) => Some((
+            crate::sink::redis::RedisSink::open(&r.url, r.max_buffered)
+                .map_err(|e| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())))?,
+            r.mapper.clone(),
+        )),
+        None => None,
+    };
     let mut sources = Vec::new();
     for (topic, input) in &config.inputs {
         let (reader, position, resumable): (Lines, u64, bool) = match input {
@@ -396,7 +433,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         }
     };
     if config.exactly_once && committed.is_none() {
-        commit(&mut engine, &mut writers, &mut summary, &sources, &commit_path, consumed)?;
+        commit(&mut engine, &mut writers, &mut summary, &mut redis, &sources, &commit_path, consumed)?;
     }
     let mut line = String::new();
     loop {
@@ -461,14 +498,14 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
             any |= !s.eof || engine.buffered(&s.topic) > 0;
         }
         let progressed = engine.step()?;
-        write_outbox(&mut engine, &mut writers, &mut summary)?;
+        write_outbox(&mut engine, &mut writers, &mut summary, &mut redis)?;
         let due = if config.exactly_once {
             consumed > 0 && consumed.is_multiple_of(config.commit_every_records.max(1)) && consumed != last_committed
         } else {
             last_commit.elapsed() >= config.commit_interval
         };
         if due {
-            commit(&mut engine, &mut writers, &mut summary, &sources, &commit_path, consumed)?;
+            commit(&mut engine, &mut writers, &mut summary, &mut redis, &sources, &commit_path, consumed)?;
             last_commit = Instant::now();
             last_committed = consumed;
         }
@@ -480,9 +517,16 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     if config.final_flush && !summary.stopped {
         engine.final_flush()?;
     }
-    write_outbox(&mut engine, &mut writers, &mut summary)?;
-    commit(&mut engine, &mut writers, &mut summary, &sources, &commit_path, consumed)?;
+    write_outbox(&mut engine, &mut writers, &mut summary, &mut redis)?;
+    commit(&mut engine, &mut writers, &mut summary, &mut redis, &sources, &commit_path, consumed)?;
     report(&engine, read_this_run, true);
+    if let Some((sink, _)) = redis.as_mut() {
+        summary.redis_commands = sink.metrics().commands_written;
+        summary.redis_outages = sink.metrics().outages;
+        sink.flush_within(Duration::from_secs(30))
+            .map_err(|e| Error::Io(std::io::Error::other(format!("redis: {e}"))))?;
+        summary.redis_commands = sink.metrics().commands_written;
+    }
     let metrics = engine.tasks.values().map(|t| &t.ctx.metrics);
     for m in metrics {
         summary.dead_lettered += m.dead_lettered;
@@ -511,8 +555,18 @@ struct CommitRecord {
     checkpoints: BTreeMap<String, String>,
 }
 
-fn write_outbox(engine: &mut Engine, writers: &mut HashMap<String, Sink>, summary: &mut RunSummary) -> Result<()> {
+fn write_outbox(
+    engine: &mut Engine,
+    writers: &mut HashMap<String, Sink>,
+    summary: &mut RunSummary,
+    redis: &mut Option<(crate::sink::redis::RedisSink, RedisMapper)>,
+) -> Result<()> {
     for (topic, raw) in engine.outbox.drain(..) {
+        if let Some((sink, mapper)) = redis.as_mut() {
+            for c in mapper(&topic, &raw) {
+                sink.push(c);
+            }
+        }
         let line = envelope(&raw);
         match writers.get_mut(&topic).expect("every sink topic has a writer") {
             Sink::File { writer, len, .. } => {
@@ -532,6 +586,7 @@ fn commit(
     engine: &mut Engine,
     writers: &mut HashMap<String, Sink>,
     summary: &mut RunSummary,
+    redis: &mut Option<(crate::sink::redis::RedisSink, RedisMapper)>,
     sources: &[Source],
     commit_path: &std::path::Path,
     consumed: u64,
@@ -539,7 +594,10 @@ fn commit(
     // Records already read must be in the state before positions past them are committed.
     engine.run()?;
     engine.commit()?;
-    write_outbox(engine, writers, summary)?;
+    write_outbox(engine, writers, summary, redis)?;
+    if let Some((sink, _)) = redis.as_mut() {
+        sink.flush(); // one attempt; what fails stays buffered and is retried
+    }
     let mut record = CommitRecord { consumed, ..Default::default() };
     for sink in writers.values_mut() {
         match sink {

@@ -6,5 +6,8 @@ mod engine;
 mod partitioner;
 mod test_driver;
 
-pub use embedded::{run_embedded, EmbeddedConfig, Input, InputFormat, Output, Progress, ProgressFn, RunSummary};
+pub use embedded::{
+    run_embedded, EmbeddedConfig, Input, InputFormat, Output, Progress, ProgressFn, RedisMapper, RedisOutput,
+    RunSummary,
+};
 pub use test_driver::{TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord};

@@ -165,3 +165,47 @@ fn auth_comes_from_the_url_and_the_password_never_shows_in_errors() {
     let bad = RedisSink::open("redis://:hunter2@[::1", 10).unwrap_err().to_string();
     assert!(!bad.contains("hunter2"), "{bad}");
 }
+
+/// An app whose output records are mirrored to Redis as `SETEX word:<w> <length> 600`.
+#[topology::topology(application_id = "lengths", redis = lengths_to_redis)]
+fn lengths(builder: &mut topology::StreamsBuilder) {
+    use topology::{Consumed, Produced, Serdes};
+    builder
+        .stream("words", Consumed::with(Serdes::unit(), Serdes::string()))
+        .map(|_, w: String| (w.clone(), w.len() as i64))
+        .to("lengths", Produced::with(Serdes::string(), Serdes::json::<i64>()));
+}
+
+fn lengths_to_redis(topic: &str, record: &topology::RawRecord) -> Vec<RedisCommand> {
+    let key = String::from_utf8_lossy(record.key.as_deref().unwrap_or_default()).to_string();
+    let value = String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).to_string();
+    assert_eq!(topic, "lengths");
+    vec![set(&format!("word:{key}"), &value, Some(600))]
+}
+
+#[test]
+fn run_with_redis_writes_the_apps_commands() {
+    let server = RedisServer::start(None, None);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("words.txt");
+    std::fs::write(&input, "alpha\nbe\ngamma\n").unwrap();
+    let state = dir.path().join("state");
+    let code = topology::app::main_from::<LengthsApp, _, _>([
+        "lengths",
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--input",
+        &format!("words={}", input.display()),
+        "--redis",
+        &server.url(),
+    ]);
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let mut conn = server.client(&server.url());
+    let v: String = redis::cmd("GET").arg("word:gamma").query(&mut conn).unwrap();
+    assert_eq!(v, "5");
+    let n: i64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(n, 3);
+    let ttl: i64 = redis::cmd("TTL").arg("word:be").query(&mut conn).unwrap();
+    assert!((590..=600).contains(&ttl));
+}
