@@ -116,19 +116,8 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 
     /// Aggregates into a `#[derive(Aggregate)]` type: starts at `A::default()`, folds with `A::add`.
     pub fn aggregate_into<A: crate::Aggregator<V>>(&self, materialized: Materialized) -> KTable<K, A> {
-        self.aggregate_with(
-            "KSTREAM-AGGREGATE",
-            Arc::new(|_, v, ts| {
-                let mut a = A::default();
-                a.add(v, ts);
-                a
-            }),
-            Arc::new(|_, v, ts, mut a: A| {
-                a.add(v, ts);
-                a
-            }),
-            materialized,
-        )
+        let (first, add) = crate::ops::aggregate::derived::<K, V, A>();
+        self.aggregate_with("KSTREAM-AGGREGATE", first, add, materialized)
     }
 
     /// Windows the grouped stream: [`TimeWindows`](crate::TimeWindows) and

@@ -151,19 +151,8 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
 
     /// Aggregates each window into a `#[derive(Aggregate)]` type.
     pub fn aggregate_into<A: crate::Aggregator<V>>(&self, materialized: Materialized) -> KTable<Windowed<K>, A> {
-        self.aggregate_with(
-            "KSTREAM-AGGREGATE",
-            Arc::new(|_, v, ts| {
-                let mut a = A::default();
-                a.add(v, ts);
-                a
-            }),
-            Arc::new(|_, v, ts, mut a: A| {
-                a.add(v, ts);
-                a
-            }),
-            materialized,
-        )
+        let (first, add) = crate::ops::aggregate::derived::<K, V, A>();
+        self.aggregate_with("KSTREAM-AGGREGATE", first, add, materialized)
     }
 
     /// Folds values per key and window into an aggregate that starts at `init()`.
@@ -272,17 +261,11 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
 
     /// Aggregates each session into a `#[derive(Aggregate)]` type; merging sessions uses `A::merge`.
     pub fn aggregate_into<A: crate::Aggregator<V>>(&self, materialized: Materialized) -> KTable<Windowed<K>, A> {
+        let (first, add) = crate::ops::aggregate::derived::<K, V, A>();
         self.aggregate_with(
             "KSTREAM-AGGREGATE",
-            Arc::new(|_, v, ts| {
-                let mut a = A::default();
-                a.add(v, ts);
-                a
-            }),
-            Arc::new(|_, v, ts, mut a: A| {
-                a.add(v, ts);
-                a
-            }),
+            first,
+            add,
             Arc::new(|_, mut a: A, b: A| {
                 a.merge(b);
                 a

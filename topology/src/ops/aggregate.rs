@@ -17,6 +17,21 @@ pub(crate) type Aggregator<K, V, A> = Arc<dyn Fn(&K, &V, i64, A) -> A + Send + S
 /// Combines two aggregates (session merges).
 pub(crate) type Merger<K, A> = Arc<dyn Fn(&K, A, A) -> A + Send + Sync>;
 
+/// The seed and fold of a `#[derive(Aggregate)]` type: `A::default()` plus `A::add` with event time.
+pub(crate) fn derived<K, V: 'static, A: crate::Aggregator<V>>() -> (First<K, V, A>, Aggregator<K, V, A>) {
+    (
+        Arc::new(|_, v, ts| {
+            let mut a = A::default();
+            a.add(v, ts);
+            a
+        }),
+        Arc::new(|_, v, ts, mut a: A| {
+            a.add(v, ts);
+            a
+        }),
+    )
+}
+
 pub(crate) struct Aggregate<K, V, A> {
     pub(crate) store: KeyValueStoreHandle<K, A>,
     pub(crate) first: First<K, V, A>,
