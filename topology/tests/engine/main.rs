@@ -2,6 +2,7 @@
 
 mod app;
 mod bad_input;
+mod broker;
 mod compile_fail;
 mod crash;
 mod describe;
