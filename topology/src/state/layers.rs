@@ -3,7 +3,7 @@
 //! [`Metered`] counts operations. Stacked as `Metered(Caching(ChangeLogging(sled)))`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::rc::Rc;
 
@@ -79,16 +79,24 @@ const ENTRY_OVERHEAD: usize = 64;
 /// `max_bytes`, so repeated updates of a hot key within a commit interval cost one store write and one
 /// changelog record. Entries read or written stay cached (clean after a flush) within the same bound, so
 /// hot keys are served from memory across commits. Entries are grouped by time segment (one group for
-/// key-value stores), so range scans and expiry touch only the segments involved.
+/// key-value stores), so range scans and expiry touch only the segments involved; within a group a hash
+/// map serves point reads and writes, and an ordered set of the dirty keys serves range merges and
+/// writes down in key order.
 pub(crate) struct Caching {
     pub(crate) inner: Box<dyn BytesStore>,
     pub(crate) max_bytes: usize,
     /// For segmented stores: the segment time of a key and the segment length.
     pub(crate) segments: Option<(SegmentTime, i64)>,
     pub(crate) stats: Rc<StoreStats>,
-    entries: BTreeMap<i64, BTreeMap<Vec<u8>, Entry>>,
+    groups: BTreeMap<i64, Group>,
     bytes: usize,
     dirty: usize,
+}
+
+#[derive(Default)]
+struct Group {
+    entries: rustc_hash::FxHashMap<Vec<u8>, Entry>,
+    dirty: BTreeSet<Vec<u8>>,
 }
 
 /// A cached value (`None`: known to be absent) and whether the store below lacks it yet.
@@ -104,7 +112,7 @@ impl Caching {
         segments: Option<(SegmentTime, i64)>,
         stats: Rc<StoreStats>,
     ) -> Self {
-        Caching { inner, max_bytes, segments, stats, entries: BTreeMap::new(), bytes: 0, dirty: 0 }
+        Caching { inner, max_bytes, segments, stats, groups: BTreeMap::new(), bytes: 0, dirty: 0 }
     }
 
     fn cost(key: &[u8], value: &Option<Vec<u8>>) -> usize {
@@ -119,24 +127,30 @@ impl Caching {
     fn set(&mut self, key: &[u8], value: Option<Vec<u8>>, dirty: bool) -> Result<()> {
         let added = Self::cost(key, &value);
         let seg = self.segment_of(key);
-        let entries = self.entries.entry(seg).or_default();
-        match entries.get_mut(key) {
+        let group = self.groups.entry(seg).or_default();
+        match group.entries.get_mut(key) {
             Some(e) => {
                 self.bytes -= Self::cost(key, &e.value);
-                self.dirty -= usize::from(e.dirty);
-                *e = Entry { value, dirty: e.dirty || dirty };
-                self.dirty += usize::from(e.dirty);
+                e.value = value;
+                if dirty && !e.dirty {
+                    e.dirty = true;
+                    group.dirty.insert(key.to_vec());
+                    self.dirty += 1;
+                }
             }
             None => {
-                entries.insert(key.to_vec(), Entry { value, dirty });
-                self.dirty += usize::from(dirty);
+                group.entries.insert(key.to_vec(), Entry { value, dirty });
+                if dirty {
+                    group.dirty.insert(key.to_vec());
+                    self.dirty += 1;
+                }
             }
         }
         self.bytes += added;
         if self.bytes > self.max_bytes {
             self.write_down()?;
             // Still over: forget the clean entries.
-            self.entries.clear();
+            self.groups.clear();
             self.bytes = 0;
         }
         Ok(())
@@ -148,11 +162,12 @@ impl Caching {
             return Ok(());
         }
         bump(&self.stats.cache_flushes);
-        for entries in self.entries.values_mut() {
-            for (k, e) in entries.iter_mut().filter(|(_, e)| e.dirty) {
+        for group in self.groups.values_mut() {
+            for k in std::mem::take(&mut group.dirty) {
+                let e = group.entries.get_mut(&k).expect("dirty keys are cached");
                 match &e.value {
-                    Some(v) => self.inner.put(k, v.clone())?,
-                    None => self.inner.delete(k)?,
+                    Some(v) => self.inner.put(&k, v.clone())?,
+                    None => self.inner.delete(&k)?,
                 }
                 e.dirty = false;
             }
@@ -160,11 +175,15 @@ impl Caching {
         self.dirty = 0;
         Ok(())
     }
+
+    fn lookup(&self, key: &[u8]) -> Option<&Entry> {
+        self.groups.get(&self.segment_of(key)).and_then(|g| g.entries.get(key))
+    }
 }
 
 impl BytesStore for Caching {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(e) = self.entries.get(&self.segment_of(key)).and_then(|e| e.get(key)) {
+        if let Some(e) = self.lookup(key) {
             bump(&self.stats.cache_hits);
             return Ok(e.value.clone());
         }
@@ -174,7 +193,7 @@ impl BytesStore for Caching {
         Ok(value)
     }
     fn get_with(&mut self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<()> {
-        if let Some(e) = self.entries.get(&self.segment_of(key)).and_then(|e| e.get(key)) {
+        if let Some(e) = self.lookup(key) {
             bump(&self.stats.cache_hits);
             f(e.value.as_deref());
             return Ok(());
@@ -191,25 +210,30 @@ impl BytesStore for Caching {
     }
     fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, time: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let below = self.inner.range(lo, hi, time)?;
-        let groups: Vec<&BTreeMap<Vec<u8>, Entry>> = match (time, self.segments) {
-            (Some((from, to)), Some((_, interval))) => {
-                let (a, b) = (from.div_euclid(interval), to.div_euclid(interval).max(from.div_euclid(interval)));
-                self.entries.range(a..=b).map(|(_, e)| e).collect()
-            }
-            _ => self.entries.values().collect(),
-        };
-        if self.dirty == 0 || groups.iter().all(|g| g.values().all(|e| !e.dirty)) {
+        if self.dirty == 0 {
             return Ok(below); // clean entries equal the store below
         }
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = below.into_iter().collect();
-        let upper = hi.map_or(Bound::Unbounded, Bound::Included);
-        for group in groups {
-            for (k, e) in group.range::<[u8], _>((Bound::Included(lo), upper)).filter(|(_, e)| e.dirty) {
-                match &e.value {
-                    Some(v) => merged.insert(k.clone(), v.clone()),
-                    None => merged.remove(k),
-                };
+        let groups: Vec<&Group> = match (time, self.segments) {
+            (Some((from, to)), Some((_, interval))) => {
+                let (a, b) = (from.div_euclid(interval), to.div_euclid(interval).max(from.div_euclid(interval)));
+                self.groups.range(a..=b).map(|(_, g)| g).collect()
             }
+            _ => self.groups.values().collect(),
+        };
+        let upper = hi.map_or(Bound::Unbounded, Bound::Included);
+        let mut overlay = groups
+            .iter()
+            .flat_map(|g| g.dirty.range::<[u8], _>((Bound::Included(lo), upper)).map(move |k| (k, &g.entries[k])))
+            .peekable();
+        if overlay.peek().is_none() {
+            return Ok(below);
+        }
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = below.into_iter().collect();
+        for (k, e) in overlay {
+            match &e.value {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
         }
         Ok(merged.into_iter().collect())
     }
@@ -218,10 +242,10 @@ impl BytesStore for Caching {
         // all) must still be written down, or an older value would come back.
         if let Some((_, interval)) = self.segments {
             let first_kept = t.div_euclid(interval);
-            if self.entries.keys().next().is_some_and(|&s| s < first_kept) {
-                let kept = self.entries.split_off(&first_kept);
-                for (_, group) in std::mem::replace(&mut self.entries, kept) {
-                    for (k, e) in group {
+            if self.groups.keys().next().is_some_and(|&s| s < first_kept) {
+                let kept = self.groups.split_off(&first_kept);
+                for (_, group) in std::mem::replace(&mut self.groups, kept) {
+                    for (k, e) in group.entries {
                         self.bytes -= Self::cost(&k, &e.value);
                         self.dirty -= usize::from(e.dirty);
                     }
@@ -239,14 +263,19 @@ impl BytesStore for Caching {
     }
     fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         let seg = self.segment_of(key);
-        if let Some(e) = self.entries.get_mut(&seg).and_then(|g| g.remove(key)) {
-            self.bytes -= Self::cost(key, &e.value);
-            self.dirty -= usize::from(e.dirty);
+        if let Some(group) = self.groups.get_mut(&seg) {
+            if let Some(e) = group.entries.remove(key) {
+                self.bytes -= Self::cost(key, &e.value);
+                if e.dirty {
+                    group.dirty.remove(key);
+                    self.dirty -= 1;
+                }
+            }
         }
         self.inner.restore(key, value)
     }
     fn wipe(&mut self) -> Result<()> {
-        self.entries.clear();
+        self.groups.clear();
         self.bytes = 0;
         self.dirty = 0;
         self.inner.wipe()
