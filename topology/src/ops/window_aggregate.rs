@@ -34,13 +34,18 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for WindowAggregate<K, V, A> {
                 ctx.late(&self.name, &reason, &r);
                 continue;
             }
-            let old = self.store.borrow().fetch(&r.key, w.start);
-            let new = match &old {
-                Some(a) => (self.aggregator)(&r.key, &r.value, r.timestamp, a.clone()),
-                None => (self.first)(&r.key, &r.value, r.timestamp),
-            };
-            self.store.borrow_mut().put(&r.key, w.start, new.clone());
-            if self.emit == EmitStrategy::OnWindowUpdate {
+            let mut new: Option<A> = None;
+            let old = self.store.borrow_mut().update(&r.key, w.start, &mut |old| {
+                let a = match old {
+                    Some(a) => (self.aggregator)(&r.key, &r.value, r.timestamp, a),
+                    None => (self.first)(&r.key, &r.value, r.timestamp),
+                };
+                if self.emit == EmitStrategy::OnWindowUpdate {
+                    new = Some(a.clone());
+                }
+                a
+            });
+            if let Some(new) = new {
                 let key = Windowed { key: r.key.clone(), window: w };
                 let rec = Record {
                     key,

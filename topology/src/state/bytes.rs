@@ -19,6 +19,11 @@ pub(crate) trait BytesStore {
         Ok(())
     }
     fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<()>;
+    /// Read-modify-write of one key: `f` sees the current value and returns the new one.
+    fn update(&mut self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<()> {
+        let new = f(self.get(key)?.as_deref());
+        self.put(key, new)
+    }
     fn delete(&mut self, key: &[u8]) -> Result<()>;
     /// Entries with `lo <= key` and (if given) `key <= hi`, in key order.
     fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, time: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;

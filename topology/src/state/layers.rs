@@ -205,6 +205,33 @@ impl BytesStore for Caching {
     fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
         self.set(key, Some(value), true)
     }
+    fn update(&mut self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<()> {
+        let seg = self.segment_of(key);
+        if let Some(group) = self.groups.get_mut(&seg) {
+            if let Some(e) = group.entries.get_mut(key) {
+                bump(&self.stats.cache_hits);
+                let new = f(e.value.as_deref());
+                let (old_len, new_len) = (e.value.as_ref().map_or(0, Vec::len), new.len());
+                e.value = Some(new);
+                self.bytes = self.bytes + new_len - old_len;
+                if !e.dirty {
+                    e.dirty = true;
+                    group.dirty.insert(key.to_vec());
+                    self.dirty += 1;
+                }
+                if self.bytes > self.max_bytes {
+                    self.write_down()?;
+                    self.groups.clear();
+                    self.bytes = 0;
+                }
+                return Ok(());
+            }
+        }
+        bump(&self.stats.cache_misses);
+        let old = self.inner.get(key)?;
+        let new = f(old.as_deref());
+        self.set(key, Some(new), true)
+    }
     fn delete(&mut self, key: &[u8]) -> Result<()> {
         self.set(key, None, true)
     }
@@ -296,6 +323,11 @@ impl BytesStore for Metered {
     fn get_with(&mut self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<()> {
         bump(&self.stats.gets);
         self.inner.get_with(key, f)
+    }
+    fn update(&mut self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<()> {
+        bump(&self.stats.gets);
+        bump(&self.stats.puts);
+        self.inner.update(key, f)
     }
     fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
         bump(&self.stats.puts);

@@ -68,6 +68,16 @@ pub trait WindowStore<K, V>: StateStore {
     fn put(&mut self, key: &K, start: i64, value: V);
     /// Removes one window.
     fn remove(&mut self, key: &K, start: i64);
+    /// Replaces a window's value with `f(old)` in one step; returns the old value.
+    fn update(&mut self, key: &K, start: i64, f: &mut dyn FnMut(Option<V>) -> V) -> Option<V>
+    where
+        V: Clone,
+    {
+        let old = self.fetch(key, start);
+        let new = f(old.clone());
+        self.put(key, start, new);
+        old
+    }
     /// Drops every window that starts before `start` (whole segments at a time, at least).
     fn expire_before(&mut self, start: i64);
 }

@@ -193,6 +193,30 @@ impl<K: Data, V: Data> WindowStore<K, V> for PersistentWindow<K, V> {
     fn remove(&mut self, key: &K, start: i64) {
         self.0.delete(&self.0.encoded(key, &[start]))
     }
+    fn update(&mut self, key: &K, start: i64, f: &mut dyn FnMut(Option<V>) -> V) -> Option<V> {
+        let inner = &self.0;
+        let mut old: Option<V> = None;
+        let mut failed = None;
+        let r = inner.with_key(key, &[start], |k| {
+            inner.stack.borrow_mut().update(k, &mut |raw| {
+                let prev = match raw.map(|raw| decode_value::<V>(&inner.name, raw)).transpose() {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failed = Some(e);
+                        None
+                    }
+                };
+                let new = f(prev.clone());
+                old = prev;
+                encode_value(&new)
+            })
+        });
+        inner.ok(r);
+        if let Some(e) = failed {
+            inner.ok::<()>(Err(e));
+        }
+        old
+    }
     fn expire_before(&mut self, start: i64) {
         self.0.expire_before(start)
     }
