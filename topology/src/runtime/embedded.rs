@@ -4,7 +4,9 @@
 //! Records of several input topics are merged by event time: every task always holds the next record
 //! of each of its inputs and processes the one with the lowest timestamp (Kafka Streams' choice), so a
 //! replay of files gives the same results as live processing. At the end of finite input the final
-//! results of every open window are emitted (`final_flush`), so a replay is a complete batch computation.
+//! results of every open window are emitted (`final_flush`), so a replay is a complete batch computation;
+//! that ends the stream for the state directory (stream time moves to the end of time, and later input
+//! would be late), so runs meant to be continued turn it off.
 //!
 //! Every commit: state is committed (caches → stores → changelogs → checkpoints), output files are
 //! flushed and synced, then one commit record is written (write + rename) with the input positions, the
