@@ -82,8 +82,8 @@ pub use error::{DecodeError, Error, Result, TopologyError};
 pub use processor::{Processor, ProcessorContext, ProcessorInit, Punctuation, PunctuationType};
 pub use record::{Change, Headers, RawRecord, Record, RecordMetadata};
 pub use runtime::{
-    run_embedded, EmbeddedConfig, Input, InputFormat, Output, Progress, ProgressFn, RedisMapper, RedisOutput,
-    RunSummary, TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord,
+    run_embedded, EmbeddedConfig, Input, InputFormat, KafkaChangelog, Output, Progress, ProgressFn, RedisMapper,
+    RedisOutput, RunSummary, TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord,
 };
 pub use serdes::{Serde, SerdeRef, Serdes};
 pub use state::{

@@ -3,6 +3,7 @@
 
 mod embedded;
 mod engine;
+mod kafka_changelog;
 mod partitioner;
 mod test_driver;
 
@@ -10,4 +11,5 @@ pub use embedded::{
     run_embedded, EmbeddedConfig, Input, InputFormat, Output, Progress, ProgressFn, RedisMapper, RedisOutput,
     RunSummary,
 };
+pub use kafka_changelog::KafkaChangelog;
 pub use test_driver::{TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord};
