@@ -4,6 +4,7 @@
 mod embedded;
 mod engine;
 mod kafka_changelog;
+mod kafka_topics;
 mod partitioner;
 mod test_driver;
 
@@ -12,4 +13,5 @@ pub use embedded::{
     RunSummary,
 };
 pub use kafka_changelog::KafkaChangelog;
+pub use kafka_topics::{prepare_topics, TopicSetup};
 pub use test_driver::{TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord};

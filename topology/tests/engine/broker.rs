@@ -218,3 +218,55 @@ fn stores_restore_fully_from_kafka_changelogs_after_the_state_directory_is_lost(
     assert_eq!(d.kv_all::<String, i64>("sums"), before);
     assert_eq!(d.restore_stats().full_restores, 2);
 }
+
+fn partitions_of(broker: &Broker, topic: &str) -> usize {
+    let consumer: BaseConsumer = client(broker).create().unwrap();
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    md.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len())
+}
+
+/// Clicks re-keyed by user (a repartition) and counted per user (a changelogged store).
+fn clicks_per_user() -> topology::Topology {
+    use topology::{Consumed, Grouped, Materialized, Serdes, StreamsBuilder};
+    let mut b = StreamsBuilder::new();
+    b.stream("clicks", Consumed::with(Serdes::string(), Serdes::string()))
+        .select_key(|_, user| user.clone())
+        .group_by_key(Grouped::as_("by-user"))
+        .count(Materialized::as_("clicks-per-user"));
+    b.build().unwrap()
+}
+
+#[test]
+fn preparing_the_cluster_creates_internal_topics_with_their_final_partition_counts() {
+    let broker = Broker::start(Build::CratesIo);
+    broker.create_topic("clicks", 3);
+    let setup = topology::prepare_topics(&clicks_per_user(), "app", &client(&broker)).unwrap();
+    assert_eq!(setup.created, vec!["app-by-user-repartition".to_string(), "app-clicks-per-user-changelog".to_string()]);
+    assert_eq!(partitions_of(&broker, "app-by-user-repartition"), 3);
+    assert_eq!(partitions_of(&broker, "app-clicks-per-user-changelog"), 3);
+    assert_eq!(setup.partitions["clicks"], 3);
+    // A second start finds them and creates nothing.
+    let again = topology::prepare_topics(&clicks_per_user(), "app", &client(&broker)).unwrap();
+    assert!(again.created.is_empty());
+}
+
+#[test]
+fn a_missing_source_topic_or_a_copartitioning_mismatch_is_a_clear_error_at_start() {
+    use topology::{Consumed, Materialized, Named, Produced, Serdes, StreamsBuilder};
+    let broker = Broker::start(Build::CratesIo);
+    let err = topology::prepare_topics(&clicks_per_user(), "app", &client(&broker)).unwrap_err().to_string();
+    assert!(err.contains("source topic `clicks` does not exist"), "{err}");
+    broker.create_topic("orders", 2);
+    broker.create_topic("customers", 3);
+    let mut b = StreamsBuilder::new();
+    let customers =
+        b.table("customers", Consumed::with(Serdes::string(), Serdes::string()), Materialized::as_("customers"));
+    b.stream("orders", Consumed::with(Serdes::string(), Serdes::string()))
+        .join(&customers, |o, c| format!("{c}{o}"), Named::as_("enrich"))
+        .to("out", Produced::with(Serdes::string(), Serdes::string()));
+    let err = topology::prepare_topics(&b.build().unwrap(), "app", &client(&broker)).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "topics [\"customers\", \"orders\"] must be co-partitioned for `enrich` but have partition counts [3, 2]"
+    );
+}
