@@ -225,6 +225,16 @@ fn partitions_of(broker: &Broker, topic: &str) -> usize {
     md.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len())
 }
 
+fn topic_config(broker: &Broker, topic: &str, key: &str) -> Option<String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let admin: AdminClient<DefaultClientContext> = client(broker).create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let results =
+        rt.block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new())).unwrap();
+    let resource = results.into_iter().next().unwrap().unwrap();
+    resource.get(key).and_then(|e| e.value.clone())
+}
+
 /// Clicks re-keyed by user (a repartition) and counted per user (a changelogged store).
 fn clicks_per_user() -> topology::Topology {
     use topology::{Consumed, Grouped, Materialized, Serdes, StreamsBuilder};
@@ -245,6 +255,7 @@ fn preparing_the_cluster_creates_internal_topics_with_their_final_partition_coun
     assert_eq!(partitions_of(&broker, "app-by-user-repartition"), 3);
     assert_eq!(partitions_of(&broker, "app-clicks-per-user-changelog"), 3);
     assert_eq!(setup.partitions["clicks"], 3);
+    assert_eq!(topic_config(&broker, "app-clicks-per-user-changelog", "cleanup.policy").as_deref(), Some("compact"));
     // A second start finds them and creates nothing.
     let again = topology::prepare_topics(&clicks_per_user(), "app", &client(&broker)).unwrap();
     assert!(again.created.is_empty());
