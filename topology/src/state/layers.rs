@@ -12,6 +12,48 @@ use super::changelog::Changelog;
 use super::sled_store::SegmentTime;
 use crate::error::Result;
 
+/// Implements `BytesStore` methods that a layer passes to `self.inner` unchanged.
+macro_rules! pass_through {
+    ($($method:ident),* $(,)?) => {
+        $(pass_through!(@one $method);)*
+    };
+    (@one get) => {
+        fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            self.inner.get(key)
+        }
+    };
+    (@one range) => {
+        fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, time: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            self.inner.range(lo, hi, time)
+        }
+    };
+    (@one expire_before) => {
+        fn expire_before(&mut self, t: i64) -> Result<()> {
+            self.inner.expire_before(t)
+        }
+    };
+    (@one flush) => {
+        fn flush(&mut self) -> Result<()> {
+            self.inner.flush()
+        }
+    };
+    (@one approximate_len) => {
+        fn approximate_len(&self) -> u64 {
+            self.inner.approximate_len()
+        }
+    };
+    (@one restore) => {
+        fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+            self.inner.restore(key, value)
+        }
+    };
+    (@one wipe) => {
+        fn wipe(&mut self) -> Result<()> {
+            self.inner.wipe()
+        }
+    };
+}
+
 /// A changelog shared by its logging layer (which appends) and the state manager (which flushes it at
 /// commit, reads it on restore and records its offset in the checkpoint).
 pub(crate) type SharedChangelog = Rc<RefCell<Box<dyn Changelog>>>;
@@ -24,9 +66,6 @@ pub(crate) struct ChangeLogging {
 }
 
 impl BytesStore for ChangeLogging {
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.inner.get(key)
-    }
     fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
         self.changelog.borrow_mut().append(key, Some(&value), self.clock.get())?;
         self.inner.put(key, value)
@@ -35,25 +74,9 @@ impl BytesStore for ChangeLogging {
         self.changelog.borrow_mut().append(key, None, self.clock.get())?;
         self.inner.delete(key)
     }
-    fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, time: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.inner.range(lo, hi, time)
-    }
-    fn expire_before(&mut self, t: i64) -> Result<()> {
-        // Expired segments are not logged: a restore drops them again by the same retention.
-        self.inner.expire_before(t)
-    }
-    fn flush(&mut self) -> Result<()> {
-        self.inner.flush()
-    }
-    fn approximate_len(&self) -> u64 {
-        self.inner.approximate_len()
-    }
-    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
-        self.inner.restore(key, value)
-    }
-    fn wipe(&mut self) -> Result<()> {
-        self.inner.wipe()
-    }
+    // Expired segments are not logged: a restore drops them again by the same retention. Restores write
+    // below the log (they come from it).
+    pass_through!(get, range, expire_before, flush, approximate_len, restore, wipe);
 }
 
 /// Counters of one store, shared by its layers.
@@ -341,21 +364,7 @@ impl BytesStore for Metered {
         bump(&self.stats.range_scans);
         self.inner.range(lo, hi, time)
     }
-    fn expire_before(&mut self, t: i64) -> Result<()> {
-        self.inner.expire_before(t)
-    }
-    fn flush(&mut self) -> Result<()> {
-        self.inner.flush()
-    }
-    fn approximate_len(&self) -> u64 {
-        self.inner.approximate_len()
-    }
-    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
-        self.inner.restore(key, value)
-    }
-    fn wipe(&mut self) -> Result<()> {
-        self.inner.wipe()
-    }
+    pass_through!(expire_before, flush, approximate_len, restore, wipe);
 }
 
 #[cfg(test)]
