@@ -612,9 +612,9 @@ fn commit(
         }
     }
     record.positions = sources.iter().filter(|s| s.resumable).map(|s| (s.topic.clone(), s.position)).collect();
-    let app_dir = commit_path.parent().expect("commit file in the app directory");
-    for id in engine.tasks.keys() {
-        if let Ok(text) = std::fs::read_to_string(app_dir.join(id.to_string()).join("checkpoint")) {
+    // The checkpoints just written, from memory (not read back from disk).
+    for (id, task) in &engine.tasks {
+        if let Some(text) = task.state.as_ref().and_then(|sm| sm.checkpoint_text()) {
             record.checkpoints.insert(id.to_string(), text);
         }
     }

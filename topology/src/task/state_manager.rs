@@ -341,6 +341,11 @@ impl StateManager {
         Ok(())
     }
 
+    /// The text of the checkpoint written by the last commit, if any.
+    pub(crate) fn checkpoint_text(&self) -> Option<String> {
+        self.checkpoint.as_ref().map(Checkpoint::render)
+    }
+
     /// Bytes the task's sled database takes on disk.
     pub(crate) fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
