@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::runtime::{run_embedded, EmbeddedConfig, Input, InputFormat, Output};
+use crate::runtime::{run_embedded, run_kafka, EmbeddedConfig, Input, InputFormat, KafkaConfig, Output};
 use crate::Application;
 
 #[derive(Debug, Parser)]
@@ -51,45 +51,55 @@ enum Command {
         #[arg(long, value_enum, default_value = "text", env = "TOPOLOGY_DESCRIBE_FORMAT")]
         format: Format,
     },
-    /// Runs the application on the embedded runtime over files until their end.
-    Run {
-        /// Application id (defaults to the app's own).
-        #[arg(long, env = "TOPOLOGY_APPLICATION_ID")]
-        application_id: Option<String>,
-        /// State directory.
-        #[arg(long, env = "TOPOLOGY_STATE_DIR", default_value = "state")]
-        state_dir: PathBuf,
-        /// An input topic: TOPIC=PATH (`-` = stdin). Repeatable.
-        #[arg(long = "input", value_name = "TOPIC=PATH", env = "TOPOLOGY_INPUT", value_delimiter = ',')]
-        inputs: Vec<String>,
-        /// An output topic: TOPIC=PATH (`-` = stdout). Repeatable. Other outputs go under the state dir.
-        #[arg(long = "output", value_name = "TOPIC=PATH", env = "TOPOLOGY_OUTPUT", value_delimiter = ',')]
-        outputs: Vec<String>,
-        /// How input lines are read.
-        #[arg(long, value_enum, default_value = "wire", env = "TOPOLOGY_INPUT_FORMAT")]
-        input_format: LineFormat,
-        /// How often state, outputs and input positions are committed (e.g. 500ms, 1s, 1m).
-        #[arg(long, default_value = "1s", value_parser = parse_duration, env = "TOPOLOGY_COMMIT_INTERVAL")]
-        commit_interval: Duration,
-        /// Write-back cache per store, bytes (0 disables it).
-        #[arg(long, default_value_t = 10 << 20, env = "TOPOLOGY_CACHE_MAX_BYTES")]
-        cache_max_bytes: usize,
-        /// Emit the final results of open windows at the end of the input.
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "TOPOLOGY_FINAL_FLUSH")]
-        final_flush: bool,
-        /// Partitions per topic (tasks per sub-topology).
-        #[arg(long, default_value_t = 1, env = "TOPOLOGY_PARTITIONS")]
-        partitions: u32,
-        /// Processing guarantee.
-        #[arg(long, value_enum, default_value = "at-least-once", env = "TOPOLOGY_GUARANTEE")]
-        guarantee: Guarantee,
-        /// Also write the app's Redis commands (SETEX, PUBLISH, …) to this Redis (AUTH/TLS in the URL).
-        #[arg(long, env = "TOPOLOGY_REDIS_URL", hide_env_values = true)]
-        redis: Option<String>,
-        /// Under exactly-once: input records between commits.
-        #[arg(long, default_value_t = 10_000, env = "TOPOLOGY_COMMIT_EVERY_RECORDS")]
-        commit_every_records: u64,
-    },
+    /// Runs the application: on the embedded runtime over files until their end, or, with
+    /// `--bootstrap-servers`, on a Kafka cluster until stopped.
+    Run(Box<RunArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Application id (defaults to the app's own).
+    #[arg(long, env = "TOPOLOGY_APPLICATION_ID")]
+    application_id: Option<String>,
+    /// State directory.
+    #[arg(long, env = "TOPOLOGY_STATE_DIR", default_value = "state")]
+    state_dir: PathBuf,
+    /// An input topic: TOPIC=PATH (`-` = stdin). Repeatable.
+    #[arg(long = "input", value_name = "TOPIC=PATH", env = "TOPOLOGY_INPUT", value_delimiter = ',')]
+    inputs: Vec<String>,
+    /// An output topic: TOPIC=PATH (`-` = stdout). Repeatable. Other outputs go under the state dir.
+    #[arg(long = "output", value_name = "TOPIC=PATH", env = "TOPOLOGY_OUTPUT", value_delimiter = ',')]
+    outputs: Vec<String>,
+    /// How input lines are read.
+    #[arg(long, value_enum, default_value = "wire", env = "TOPOLOGY_INPUT_FORMAT")]
+    input_format: LineFormat,
+    /// How often state, outputs and input positions are committed (e.g. 500ms, 1s, 1m).
+    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "TOPOLOGY_COMMIT_INTERVAL")]
+    commit_interval: Duration,
+    /// Write-back cache per store, bytes (0 disables it).
+    #[arg(long, default_value_t = 10 << 20, env = "TOPOLOGY_CACHE_MAX_BYTES")]
+    cache_max_bytes: usize,
+    /// Emit the final results of open windows at the end of the input.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "TOPOLOGY_FINAL_FLUSH")]
+    final_flush: bool,
+    /// Partitions per topic (tasks per sub-topology).
+    #[arg(long, default_value_t = 1, env = "TOPOLOGY_PARTITIONS")]
+    partitions: u32,
+    /// Processing guarantee.
+    #[arg(long, value_enum, default_value = "at-least-once", env = "TOPOLOGY_GUARANTEE")]
+    guarantee: Guarantee,
+    /// Also write the app's Redis commands (SETEX, PUBLISH, …) to this Redis (AUTH/TLS in the URL).
+    #[arg(long, env = "TOPOLOGY_REDIS_URL", hide_env_values = true)]
+    redis: Option<String>,
+    /// Under exactly-once on the embedded runtime: input records between commits.
+    #[arg(long, default_value_t = 10_000, env = "TOPOLOGY_COMMIT_EVERY_RECORDS")]
+    commit_every_records: u64,
+    /// Runs on this Kafka cluster (a consumer group named by the application id) instead of files.
+    #[arg(long, env = "TOPOLOGY_BOOTSTRAP_SERVERS")]
+    bootstrap_servers: Option<String>,
+    /// A Kafka client property for every client, as kcat's: `-X security.protocol=SASL_SSL`. Repeatable.
+    #[arg(short = 'X', value_name = "KEY=VALUE", env = "TOPOLOGY_KAFKA_PROPERTIES", value_delimiter = ',')]
+    kafka_properties: Vec<String>,
 }
 
 /// A spinner line on the terminal: records, records/s, stream time.
@@ -118,6 +128,17 @@ fn stop_on_signals() -> std::io::Result<std::sync::Arc<std::sync::atomic::Atomic
         signal_hook::flag::register(sig, flag.clone())?;
     }
     Ok(flag)
+}
+
+/// Log lines to stderr: `RUST_LOG` filters them (default: info for the runtime, warnings for the rest).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,topology=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 /// Parses `500ms`, `2s`, `1m` or plain milliseconds.
@@ -181,21 +202,53 @@ fn run<A: Application>(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Run {
-            application_id,
-            state_dir,
-            inputs,
-            outputs,
-            input_format,
-            commit_interval,
-            cache_max_bytes,
-            final_flush,
-            partitions,
-            guarantee,
-            commit_every_records,
-            redis,
-        } => {
-            let mut cfg = EmbeddedConfig::new(application_id.as_deref().unwrap_or(A::ID), state_dir);
+        Command::Run(args) => {
+            let RunArgs {
+                application_id,
+                state_dir,
+                inputs,
+                outputs,
+                input_format,
+                commit_interval,
+                cache_max_bytes,
+                final_flush,
+                partitions,
+                guarantee,
+                commit_every_records,
+                redis,
+                bootstrap_servers,
+                kafka_properties,
+            } = *args;
+            init_logging();
+            let redis = redis.map(|url| crate::runtime::RedisOutput {
+                url,
+                mapper: std::sync::Arc::new(|topic: &str, record: &crate::RawRecord| A::redis_commands(topic, record)),
+                max_buffered: 100_000,
+            });
+            let stop = stop_on_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+            let application_id = application_id.as_deref().unwrap_or(A::ID);
+            if let Some(bootstrap) = bootstrap_servers {
+                if !inputs.is_empty() || !outputs.is_empty() {
+                    return Err("--input/--output are for the embedded runtime; on Kafka, topics are topics".into());
+                }
+                let mut cfg = KafkaConfig::new(application_id, &bootstrap, state_dir);
+                for p in &kafka_properties {
+                    let (k, v) = p.split_once('=').ok_or_else(|| format!("-X takes KEY=VALUE, got `{p}`"))?;
+                    cfg.properties.push((k.to_string(), v.to_string()));
+                }
+                cfg.exactly_once = matches!(guarantee, Guarantee::ExactlyOnce);
+                cfg.commit_interval = commit_interval;
+                cfg.cache_max_bytes = cache_max_bytes;
+                cfg.redis = redis;
+                cfg.stop = Some(stop);
+                let summary = run_kafka(&topology, &cfg).map_err(|e| e.to_string())?;
+                eprintln!(
+                    "stopped: read {:?}, wrote {:?}, commits {}",
+                    summary.records_in, summary.records_out, summary.commits
+                );
+                return Ok(());
+            }
+            let mut cfg = EmbeddedConfig::new(application_id, state_dir);
             for i in &inputs {
                 let (topic, path) = split_pair(i, "input")?;
                 cfg.inputs.push((topic, if path == "-" { Input::Stdin } else { Input::File(path.into()) }));
@@ -214,19 +267,11 @@ fn run<A: Application>(cli: Cli) -> Result<(), String> {
             cfg.partitions = partitions.max(1);
             cfg.exactly_once = matches!(guarantee, Guarantee::ExactlyOnce);
             cfg.commit_every_records = commit_every_records.max(1);
-            if let Some(url) = redis {
-                cfg.redis = Some(crate::runtime::RedisOutput {
-                    url,
-                    mapper: std::sync::Arc::new(|topic: &str, record: &crate::RawRecord| {
-                        A::redis_commands(topic, record)
-                    }),
-                    max_buffered: 100_000,
-                });
-            }
+            cfg.redis = redis;
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 cfg.progress = Some(progress_bar());
             }
-            cfg.stop = Some(stop_on_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?);
+            cfg.stop = Some(stop);
             let summary = run_embedded(&topology, &cfg).map_err(|e| e.to_string())?;
             eprintln!(
                 "{}: read {:?}, wrote {:?}, dead-lettered {}, late {}, commits {}",

@@ -82,9 +82,9 @@ pub use error::{DecodeError, Error, Result, TopologyError};
 pub use processor::{Processor, ProcessorContext, ProcessorInit, Punctuation, PunctuationType};
 pub use record::{Change, Headers, RawRecord, Record, RecordMetadata};
 pub use runtime::{
-    prepare_topics, run_embedded, EmbeddedConfig, Input, InputFormat, KafkaChangelog, Output, Progress, ProgressFn,
-    RedisMapper, RedisOutput, RunSummary, TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord,
-    TopicSetup,
+    prepare_topics, run_embedded, run_kafka, EmbeddedConfig, Input, InputFormat, KafkaChangelog, KafkaConfig, Output,
+    Progress, ProgressFn, RedisMapper, RedisOutput, RunSummary, TestDriver, TestDriverBuilder, TestInputTopic,
+    TestOutputTopic, TestRecord, TopicSetup,
 };
 pub use serdes::{Serde, SerdeRef, Serdes};
 pub use state::{

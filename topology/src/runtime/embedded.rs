@@ -348,6 +348,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         wall_clock: 0,
         state: Some(state),
         keep_records: false,
+        lazy_tasks: false,
     };
     let mut engine = Engine::new(topology, engine_config)?;
     let inputs: HashSet<&str> = config.inputs.iter().map(|(t, _)| t.as_str()).collect();

@@ -20,6 +20,8 @@ pub(crate) struct EngineConfig {
     pub(crate) wall_clock: i64,
     pub(crate) state: Option<StateConfig>,
     pub(crate) keep_records: bool,
+    /// Open no task at start: the runtime opens and closes them as partitions are assigned (Kafka).
+    pub(crate) lazy_tasks: bool,
 }
 
 #[derive(Default)]
@@ -32,6 +34,10 @@ pub(crate) struct Log {
 }
 
 pub(crate) struct Engine {
+    topology: Topology,
+    state: Option<StateConfig>,
+    /// Global stores, shared by every task.
+    shared: HashMap<String, Rc<dyn Any>>,
     pub(crate) application_id: String,
     pub(crate) default_partitions: u32,
     pub(crate) partitions: HashMap<String, u32>,
@@ -48,6 +54,9 @@ pub(crate) struct Engine {
     pub(crate) sinks: HashSet<String>,
     /// Records written to `sinks`, in order, until the runtime takes them.
     pub(crate) outbox: Vec<(String, RawRecord)>,
+    /// Every record written goes to the outbox (the Kafka runtime produces them all to the cluster,
+    /// repartition topics included, and reads them back through its consumer).
+    pub(crate) external: bool,
 }
 
 impl Engine {
@@ -57,7 +66,7 @@ impl Engine {
 
     /// Appends to a topic and hands the record to the tasks that read that partition.
     pub(crate) fn append(&mut self, topic: &str, partition: Option<u32>, raw: RawRecord) -> Result<(), Error> {
-        if self.sinks.contains(topic) {
+        if self.external || self.sinks.contains(topic) {
             self.outbox.push((topic.to_string(), raw));
             return Ok(());
         }
@@ -154,49 +163,54 @@ impl Engine {
 }
 
 impl Engine {
-    /// Plans partitions (checking co-partitioning) and compiles every task.
+    /// Plans partitions (checking co-partitioning) and compiles every task (none when `lazy_tasks`).
     pub(crate) fn new(topology: &Topology, config: EngineConfig) -> Result<Engine, Error> {
-        let EngineConfig { application_id, default_partitions, partitions, wall_clock, state, keep_records } = config;
+        let EngineConfig {
+            application_id,
+            default_partitions,
+            partitions,
+            wall_clock,
+            state,
+            keep_records,
+            lazy_tasks,
+        } = config;
         let plan =
             topology.plan(&application_id, &|t| Some(partitions.get(t).copied().unwrap_or(default_partitions)))?;
-        let ctx = |id: TaskId| {
-            TaskCtx::new(&application_id, id, topology.late.clone(), topology.deserialization.clone(), wall_clock)
-        };
         let global_nodes: Vec<usize> = topology.globals.iter().flatten().copied().collect();
         let global_id = TaskId { subtopology: usize::MAX, partition: 0 };
         let global = if global_nodes.is_empty() {
             None
         } else {
-            Some(Task::compile(&topology.graph, &global_nodes, global_id, ctx(global_id), &HashMap::new(), None)?)
+            let ctx = TaskCtx::new(
+                &application_id,
+                global_id,
+                topology.late.clone(),
+                topology.deserialization.clone(),
+                wall_clock,
+            );
+            Some(Task::compile(&topology.graph, &global_nodes, global_id, ctx, &HashMap::new(), None)?)
         };
         let shared: HashMap<String, Rc<dyn Any>> = match &global {
             Some(g) => g.store_handles.clone(),
             None => HashMap::new(),
         };
-        let mut tasks = BTreeMap::new();
         let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
-        for &id in &plan.tasks {
-            let manager = match &state {
-                Some(cfg) => Some(StateManager::open(cfg, &application_id, id)?),
-                None => None,
-            };
-            let task =
-                Task::compile(&topology.graph, &topology.subtopologies[id.subtopology], id, ctx(id), &shared, manager)?;
-            if id.partition == 0 {
-                for t in task.source_topics() {
-                    consumers.entry(t.to_string()).or_default().push(id.subtopology);
-                }
+        for (s, nodes) in topology.subtopologies.iter().enumerate() {
+            for t in topology.source_topics_of(nodes) {
+                consumers.entry(t.resolve(&application_id)).or_default().push(s);
             }
-            tasks.insert(id, task);
         }
         let global_topics =
             global.as_ref().map(|g| g.source_topics().map(str::to_string).collect()).unwrap_or_default();
         let mut all_partitions = partitions;
         all_partitions.extend(plan.partitions.clone());
-        Ok(Engine {
+        let mut engine = Engine {
+            topology: topology.clone(),
+            state,
+            shared,
             default_partitions,
             partitions: all_partitions,
-            tasks,
+            tasks: BTreeMap::new(),
             global,
             global_topics,
             consumers,
@@ -207,7 +221,77 @@ impl Engine {
             keep_records,
             sinks: HashSet::new(),
             outbox: Vec::new(),
-        })
+            external: false,
+        };
+        if !lazy_tasks {
+            for &id in &plan.tasks {
+                engine.open_task(id)?;
+            }
+        }
+        Ok(engine)
+    }
+
+    /// Compiles task `id`, restoring its state (a no-op when it is open).
+    pub(crate) fn open_task(&mut self, id: TaskId) -> Result<(), Error> {
+        if self.tasks.contains_key(&id) {
+            return Ok(());
+        }
+        let manager = match &self.state {
+            Some(cfg) => Some(StateManager::open(cfg, &self.application_id, id)?),
+            None => None,
+        };
+        let ctx = TaskCtx::new(
+            &self.application_id,
+            id,
+            self.topology.late.clone(),
+            self.topology.deserialization.clone(),
+            self.wall_clock,
+        );
+        let nodes = &self.topology.subtopologies[id.subtopology];
+        let task = Task::compile(&self.topology.graph, nodes, id, ctx, &self.shared, manager)?;
+        self.tasks.insert(id, task);
+        Ok(())
+    }
+
+    /// Closes task `id`: cleanly (commit, checkpoint marked clean) or, after a failure, by dropping it
+    /// (its state is rebuilt from the changelog when it opens again).
+    pub(crate) fn close_task(&mut self, id: TaskId, clean: bool) -> Result<(), Error> {
+        if let Some(mut task) = self.tasks.remove(&id) {
+            if clean {
+                task.close()?;
+                let out = task.take_output();
+                self.route(out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The tasks that read partition `partition` of `topic`.
+    pub(crate) fn tasks_reading(&self, topic: &str, partition: u32) -> Vec<TaskId> {
+        self.consumers
+            .get(topic)
+            .map(|subs| subs.iter().map(|&s| TaskId { subtopology: s, partition }).collect())
+            .unwrap_or_default()
+    }
+
+    /// Hands a record read from a cluster (at its own offset) to the open tasks reading its partition.
+    pub(crate) fn deliver(&mut self, topic: &str, partition: u32, offset: u64, raw: RawRecord) -> Result<(), Error> {
+        if self.global_topics.contains(topic) {
+            if let Some(g) = self.global.as_mut() {
+                g.enqueue(topic, partition, offset, raw)?;
+            }
+            return Ok(());
+        }
+        let ids = self.tasks_reading(topic, partition);
+        let mut targets: Vec<&mut Task> =
+            self.tasks.iter_mut().filter(|(id, _)| ids.contains(id)).map(|(_, t)| t).collect();
+        if let Some((last, rest)) = targets.split_last_mut() {
+            for task in rest {
+                task.enqueue(topic, partition, offset, raw.clone())?;
+            }
+            last.enqueue(topic, partition, offset, raw)?;
+        }
+        Ok(())
     }
 
     /// Records buffered for input `topic` over all tasks.

@@ -1,48 +1,93 @@
 //! A changelog kept in a Kafka topic partition (`<application-id>-<store>-changelog`), for the Kafka
-//! runtime. Appends go through an idempotent producer. The task that owns a store is the only writer of
-//! its changelog partition, so the end offset is the end found by the restore plus the records delivered
-//! since. A restore reads from an offset until librdkafka reports the partition's end (from the fetch
-//! responses' high watermark); for an empty partition, whose end some brokers never report, a quiet second
-//! and a high watermark of 0 end it. Other watermark answers are not trusted (tansu's memory engine
-//! reports less than the true end).
+//! runtime. Appends go through an idempotent producer (the runtime's own, transactional one under
+//! exactly-once, so changelog records commit or abort with the outputs and offsets). The task that owns a
+//! store is the only writer of its changelog partition, so the end offset is the end found by the restore
+//! plus the records delivered since (transaction markers also take offsets, so under exactly-once this
+//! undercounts: a later restore then starts a little early, which is safe). A restore reads from an
+//! offset until librdkafka reports the partition's end (from the fetch responses' high watermark, or the
+//! last stable offset under read_committed); for an empty partition, whose end some brokers never report,
+//! a quiet second and a high watermark of 0 end it. Other watermark answers are not trusted (tansu's
+//! memory engine reports less than the true end).
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
 use crate::state::{Changelog, ReplayFn};
 
-/// Counts delivered records and remembers the first delivery error.
+/// Sees every client error.
+pub(crate) type ErrorHook = Box<dyn Fn(&KafkaError, &str) + Send + Sync>;
+
+/// Counts delivered records per topic partition and remembers the first delivery error.
 #[derive(Default)]
-struct Deliveries {
-    delivered: AtomicI64,
+pub(crate) struct Deliveries {
+    delivered: Mutex<HashMap<String, HashMap<i32, i64>>>,
     error: Mutex<Option<String>>,
+    /// Called with every client error (the runtime logs broker outages from it).
+    pub(crate) on_error: Option<ErrorHook>,
 }
 
-impl ClientContext for Deliveries {}
+impl Deliveries {
+    /// Takes the count of records delivered to `topic`/`partition` since the last call.
+    fn take(&self, topic: &str, partition: i32) -> i64 {
+        let mut map = self.delivered.lock().expect("not poisoned");
+        map.get_mut(topic).and_then(|m| m.get_mut(&partition)).map_or(0, std::mem::take)
+    }
+    fn count(&self, topic: &str, partition: i32) -> i64 {
+        let map = self.delivered.lock().expect("not poisoned");
+        map.get(topic).and_then(|m| m.get(&partition)).copied().unwrap_or(0)
+    }
+    /// The first delivery error since the last call.
+    pub(crate) fn take_error(&self) -> Option<String> {
+        self.error.lock().expect("not poisoned").take()
+    }
+    fn has_error(&self) -> bool {
+        self.error.lock().expect("not poisoned").is_some()
+    }
+}
+
+impl ClientContext for Deliveries {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match &self.on_error {
+            Some(f) => f(&error, reason),
+            None => tracing::debug!(%error, reason, "kafka producer"),
+        }
+    }
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        super::kafka::librdkafka_log(level, fac, message);
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => {
-                self.delivered.fetch_add(1, Ordering::SeqCst);
+            Ok(m) => {
+                let mut map = self.delivered.lock().expect("not poisoned");
+                let per_topic = match map.get_mut(m.topic()) {
+                    Some(p) => p,
+                    None => map.entry(m.topic().to_string()).or_default(),
+                };
+                *per_topic.entry(m.partition()).or_default() += 1;
             }
-            Err((e, _)) => {
+            Err((e, m)) => {
                 let mut slot = self.error.lock().expect("not poisoned");
-                slot.get_or_insert_with(|| e.to_string());
+                slot.get_or_insert_with(|| format!("{e} (topic {})", m.topic()));
             }
         }
     }
 }
+
+/// A producer shared by a runtime's changelogs and outputs.
+pub(crate) type SharedProducer = Arc<ThreadedProducer<Deliveries>>;
 
 fn kafka(topic: &str, what: &str, e: impl std::fmt::Display) -> Error {
     Error::State { store: topic.to_string(), message: format!("{what}: {e}") }
@@ -52,12 +97,14 @@ fn kafka(topic: &str, what: &str, e: impl std::fmt::Display) -> Error {
 pub struct KafkaChangelog {
     topic: String,
     partition: i32,
-    producer: BaseProducer<Deliveries>,
+    producer: SharedProducer,
     consumer_config: ClientConfig,
     /// The offset the next record will get, as far as this instance knows.
     end: u64,
     /// Records sent since the last flush.
     sent: i64,
+    /// Writes go through a transactional producer (exactly-once).
+    transactional: bool,
     timeout: Duration,
 }
 
@@ -73,24 +120,38 @@ impl KafkaChangelog {
     pub fn new(client: &ClientConfig, topic: &str, partition: u32) -> Result<KafkaChangelog> {
         let mut producer_config = client.clone();
         producer_config.set("enable.idempotence", "true").set("linger.ms", "5");
-        let producer: BaseProducer<Deliveries> = producer_config
+        let producer: ThreadedProducer<Deliveries> = producer_config
             .create_with_context(Deliveries::default())
             .map_err(|e| kafka(topic, "cannot create a producer", e))?;
+        Ok(KafkaChangelog::with_producer(client, Arc::new(producer), false, topic, partition))
+    }
+
+    /// A changelog written through `producer` (shared with the runtime; `transactional` when it is the
+    /// exactly-once producer, whose uncommitted records restores skip).
+    pub(crate) fn with_producer(
+        client: &ClientConfig,
+        producer: SharedProducer,
+        transactional: bool,
+        topic: &str,
+        partition: u32,
+    ) -> KafkaChangelog {
         let mut consumer_config = client.clone();
         consumer_config
             .set("group.id", format!("{topic}-restore"))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "earliest");
-        Ok(KafkaChangelog {
+        KafkaChangelog {
             topic: topic.to_string(),
             partition: partition as i32,
             producer,
             consumer_config,
             end: 0,
             sent: 0,
+            transactional,
             timeout: Duration::from_secs(30),
-        })
+        }
     }
 }
 
@@ -110,7 +171,7 @@ impl Changelog for KafkaChangelog {
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    self.producer.poll(Duration::from_millis(50));
+                    std::thread::sleep(Duration::from_millis(5)); // the producer's thread drains the queue
                     record = r;
                 }
                 Err((e, _)) => return Err(kafka(&self.topic, "cannot send", e)),
@@ -119,22 +180,32 @@ impl Changelog for KafkaChangelog {
     }
 
     fn flush(&mut self) -> Result<u64> {
-        self.producer.flush(self.timeout).map_err(|e| kafka(&self.topic, "flush failed", e))?;
-        // Delivery reports are served by polling: wait until every sent record is reported.
-        let deadline = Instant::now() + self.timeout;
-        while self.producer.context().delivered.load(Ordering::SeqCst) < self.sent
-            && self.producer.context().error.lock().expect("not poisoned").is_none()
-        {
-            if Instant::now() > deadline {
-                return Err(kafka(&self.topic, "flush failed", "delivery reports missing"));
+        // Waits while the cluster is unreachable (librdkafka keeps retrying until `message.timeout.ms`,
+        // then reports the record as failed): an outage blocks the commit, it never loses a write.
+        let mut waiting_since: Option<Instant> = None;
+        let ctx = self.producer.context();
+        while ctx.count(&self.topic, self.partition) < self.sent {
+            if ctx.has_error() {
+                break;
             }
-            self.producer.poll(Duration::from_millis(10));
+            if let Err(e) = self.producer.flush(self.timeout) {
+                if waiting_since.is_none() {
+                    tracing::warn!(topic = %self.topic, error = %e, "changelog writes wait for the cluster");
+                    waiting_since = Some(Instant::now());
+                }
+            }
+            if ctx.count(&self.topic, self.partition) < self.sent && !ctx.has_error() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
+        if let Some(since) = waiting_since {
+            tracing::info!(topic = %self.topic, waited_ms = since.elapsed().as_millis() as u64, "changelog writes resumed");
+        }
+        if let Some(e) = ctx.take_error() {
+            return Err(kafka(&self.topic, "a record was not delivered", e));
+        }
+        let delivered = ctx.take(&self.topic, self.partition);
         self.sent = 0;
-        if let Some(e) = self.producer.context().error.lock().expect("not poisoned").take() {
-            return Err(kafka(&self.topic, "a changelog record was not delivered", e));
-        }
-        let delivered = self.producer.context().delivered.swap(0, Ordering::SeqCst);
         self.end += delivered as u64;
         Ok(self.end)
     }
@@ -186,8 +257,12 @@ impl Changelog for KafkaChangelog {
     }
 
     fn truncate(&mut self, offset: u64) -> Result<()> {
-        // On Kafka, uncommitted changelog records belong to aborted transactions (read_committed skips
-        // them); nothing can be cut off a topic.
+        // On Kafka nothing can be cut off a topic. Under exactly-once, records after the last commit
+        // belong to transactions that were aborted (or will be, when the producer is fenced), and
+        // restores read committed records only: there is nothing to do.
+        if self.transactional {
+            return Ok(());
+        }
         Err(kafka(
             &self.topic,
             "cannot truncate a Kafka changelog",

@@ -2,7 +2,8 @@
 //! decide the tasks, and co-partitioning is checked against them, with an error naming the topics);
 //! missing internal topics are created with their final partition counts (no broker needs
 //! CreatePartitions later): repartition topics as the plan says, changelog topics compacted, one
-//! partition per task of the store's sub-topology.
+//! partition per task of the store's sub-topology. Output topics (sinks, dead letters, late records)
+//! that do not exist are created too, with as many partitions as the widest source topic.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -32,7 +33,8 @@ fn cluster(what: &str, e: impl std::fmt::Display) -> Error {
 pub fn prepare_topics(topology: &Topology, application_id: &str, client: &ClientConfig) -> Result<TopicSetup> {
     let admin: AdminClient<DefaultClientContext> =
         client.create().map_err(|e| cluster("cannot create an admin client", e))?;
-    let timeout = Duration::from_secs(10);
+    // Short: an unreachable cluster is reported (and retried by the runtime) rather than waited for here.
+    let timeout = Duration::from_secs(3);
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     for topic in topology.source_topics() {
         let md =
@@ -75,6 +77,23 @@ pub fn prepare_topics(topology: &Topology, application_id: &str, client: &Client
                 partitions: tasks,
                 compact: true,
             });
+        }
+    }
+    let mut outputs = topology.sink_topics();
+    if matches!(topology.deserialization, crate::task::DeserializationPolicy::DeadLetter { .. }) {
+        outputs.push(topology.deserialization.topic(application_id));
+    }
+    outputs.extend(topology.late.topic().map(str::to_string));
+    let widest = counts.values().copied().max().unwrap_or(1);
+    for topic in outputs {
+        if counts.contains_key(&topic) || wanted.iter().any(|w| w.name == topic) {
+            continue;
+        }
+        let md =
+            admin.inner().fetch_metadata(Some(&topic), timeout).map_err(|e| cluster("cannot reach the cluster", e))?;
+        let exists = md.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+        if !exists {
+            wanted.push(NewTopicSpec { name: topic, partitions: widest, compact: false });
         }
     }
     let mut setup = TopicSetup { partitions: plan.partitions.clone(), created: Vec::new() };

@@ -1,8 +1,10 @@
 //! Runtimes that execute a [`Topology`](crate::Topology). All share the same task code; today:
-//! the deterministic [`TestDriver`] and the embedded runtime ([`run_embedded`]).
+//! the deterministic [`TestDriver`], the embedded runtime ([`run_embedded`]) and the Kafka runtime
+//! ([`run_kafka`]).
 
 mod embedded;
 mod engine;
+mod kafka;
 mod kafka_changelog;
 mod kafka_topics;
 mod partitioner;
@@ -12,6 +14,7 @@ pub use embedded::{
     run_embedded, EmbeddedConfig, Input, InputFormat, Output, Progress, ProgressFn, RedisMapper, RedisOutput,
     RunSummary,
 };
+pub use kafka::{run_kafka, KafkaConfig};
 pub use kafka_changelog::KafkaChangelog;
 pub use kafka_topics::{prepare_topics, TopicSetup};
 pub use test_driver::{TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord};

@@ -79,7 +79,15 @@ impl TestDriverBuilder {
             state,
             keep_records,
         } = self;
-        let config = EngineConfig { application_id, default_partitions, partitions, wall_clock, state, keep_records };
+        let config = EngineConfig {
+            application_id,
+            default_partitions,
+            partitions,
+            wall_clock,
+            state,
+            keep_records,
+            lazy_tasks: false,
+        };
         let state = Engine::new(&topology, config)?;
         Ok(TestDriver { state: Rc::new(RefCell::new(state)) })
     }

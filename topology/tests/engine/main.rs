@@ -8,6 +8,7 @@ mod crash;
 mod describe;
 mod embedded;
 mod joins;
+mod kafka;
 mod processor;
 mod redis;
 mod state;
