@@ -250,6 +250,14 @@ impl Instance {
     }
 }
 
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // A failed test must not leave its instances running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// In a child process: runs the app until SIGTERM. Returns false in the parent.
 fn run_child_if_asked() -> bool {
     let Ok(spec) = std::env::var(CHILD) else { return false };
