@@ -94,12 +94,13 @@ impl Schedule {
         }
         let tick = now - now.rem_euclid(self.interval);
         match self.next {
+            // Saturating: the final flush moves stream time to the end of time.
             None => {
-                self.next = Some(tick + self.interval);
+                self.next = Some(tick.saturating_add(self.interval));
                 None
             }
             Some(next) if now >= next => {
-                self.next = Some(tick + self.interval);
+                self.next = Some(tick.saturating_add(self.interval));
                 Some(tick)
             }
             Some(_) => None,

@@ -1,9 +1,10 @@
 //! The embedded runtime: the same tasks as on Kafka, in one process, no server. Input topics are files
 //! (or stdin), output topics are files (or stdout), state lives in the state directory.
 //!
-//! Records of several input topics are merged by event time: every task always holds the next record
-//! of each of its inputs and processes the one with the lowest timestamp (Kafka Streams' choice), so a
-//! replay of files gives the same results as live processing. At the end of finite input the final
+//! Records of several input topics are merged by event time: the runtime holds the next record of each
+//! input and processes the one with the lowest timestamp over all tasks and partitions (Kafka Streams
+//! chooses per task; merging globally also keeps partitions of one input in step), so a replay of files
+//! gives the same results as live processing. At the end of finite input the final
 //! results of every open window are emitted (`final_flush`), so a replay is a complete batch computation;
 //! that ends the stream for the state directory (stream time moves to the end of time, and later input
 //! would be late), so runs meant to be continued turn it off.
@@ -500,7 +501,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
             }
             any |= !s.eof || engine.buffered(&s.topic) > 0;
         }
-        let progressed = engine.step()?;
+        let progressed = engine.step_lowest()?;
         write_outbox(&mut engine, &mut writers, &mut summary, &mut redis)?;
         let due = if config.exactly_once {
             consumed > 0 && consumed.is_multiple_of(config.commit_every_records.max(1)) && consumed != last_committed

@@ -299,23 +299,24 @@ impl Engine {
         self.tasks.values().chain(self.global.as_ref()).map(|t| t.buffered(topic)).sum()
     }
 
-    /// Every task with buffered input processes one record (its lowest-timestamp one); what they
-    /// produce is routed. Returns whether anything was processed.
-    pub(crate) fn step(&mut self) -> Result<bool, Error> {
-        let mut progressed = false;
+    /// Processes one record: the lowest-timestamp head over every task (global tables first), so records
+    /// of all partitions and topics are processed in event-time order, as one merged stream. Returns
+    /// whether anything was processed.
+    pub(crate) fn step_lowest(&mut self) -> Result<bool, Error> {
         if let Some(g) = self.global.as_mut() {
-            progressed |= g.process_one()?;
-            let out = g.take_output();
-            self.route(out)?;
+            if g.process_one()? {
+                let out = g.take_output();
+                self.route(out)?;
+                return Ok(true);
+            }
         }
-        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-        for id in ids {
-            let task = self.tasks.get_mut(&id).expect("task exists");
-            progressed |= task.process_one()?;
-            let out = task.take_output();
-            self.route(out)?;
-        }
-        Ok(progressed)
+        let next = self.tasks.iter().filter_map(|(id, t)| t.head_timestamp().map(|ts| (ts, *id))).min();
+        let Some((_, id)) = next else { return Ok(false) };
+        let task = self.tasks.get_mut(&id).expect("task exists");
+        task.process_one()?;
+        let out = task.take_output();
+        self.route(out)?;
+        Ok(true)
     }
 
     /// Commits every task (state, then what the commit forwarded is routed).

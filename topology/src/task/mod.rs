@@ -199,6 +199,11 @@ impl Task {
         src.1.enqueue(&mut self.ctx, meta, raw)
     }
 
+    /// The timestamp of the record `process_one` would process next.
+    pub(crate) fn head_timestamp(&self) -> Option<i64> {
+        self.sources.iter().filter_map(|(_, s)| s.head_timestamp()).min()
+    }
+
     /// Processes the buffered record with the lowest timestamp (ties: first source); false when idle.
     /// A store failure during processing stops the task with that error.
     pub(crate) fn process_one(&mut self) -> crate::Result<bool> {

@@ -142,3 +142,43 @@ fn a_missing_input_is_a_clear_error() {
     let err = run_embedded(&topology, &cfg).unwrap_err().to_string();
     assert!(err.starts_with("cannot read input"), "{err}");
 }
+
+/// Buffers records and forwards them on a stream-time punctuation; the final flush (stream time → the
+/// end of time) fires it once more, so nothing stays buffered.
+#[derive(Default)]
+struct Buffer(Vec<topology::Record<String, String>>);
+
+impl topology::Processor<String, String> for Buffer {
+    type KeyOut = String;
+    type ValueOut = String;
+    fn init(&mut self, ctx: &mut topology::ProcessorInit<'_>) -> Result<(), topology::TopologyError> {
+        ctx.schedule(Duration::from_secs(1), topology::PunctuationType::StreamTime);
+        Ok(())
+    }
+    fn process(&mut self, _: &mut topology::ProcessorContext<'_, String, String>, r: topology::Record<String, String>) {
+        self.0.push(r);
+    }
+    fn punctuate(&mut self, ctx: &mut topology::ProcessorContext<'_, String, String>, _: topology::Punctuation) {
+        for r in self.0.drain(..) {
+            ctx.forward(r);
+        }
+    }
+}
+
+#[test]
+fn stream_time_punctuations_fire_at_the_final_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    let mut b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(s(), s()))
+        .process(Buffer::default, Named::as_("buffer"), &[])
+        .to("out", Produced::with(s(), s()));
+    write_lines(&input, &[env("a", json!("1"), 100), env("b", json!("2"), 2_500), env("c", json!("3"), 2_600)]);
+    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
+    cfg.input_format = InputFormat::Envelope;
+    cfg.inputs = vec![("in".into(), Input::File(input))];
+    cfg.outputs = vec![("out".into(), Output::File(out.clone()))];
+    run_embedded(&b.build().unwrap(), &cfg).unwrap();
+    let keys: Vec<Value> = read_lines(&out).into_iter().map(|l| l["key"].clone()).collect();
+    assert_eq!(keys, vec![json!("a"), json!("b"), json!("c")]);
+}
