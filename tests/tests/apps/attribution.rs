@@ -1,0 +1,71 @@
+//! The attribution app: its topology (snapshot) and a replay of generated files on the embedded
+//! runtime checked against a brute-force reading of the rules.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use attribution::generator::{write_files, GenConfig};
+use attribution::{AttributedCheckout, AttributionApp, Checkout, Click, WINDOW_MS};
+use topology::{parse_timestamp, run_embedded, Application, EmbeddedConfig, Input, Output};
+
+#[test]
+fn the_topology_is_described() {
+    insta::assert_snapshot!(AttributionApp::topology().unwrap().describe().to_string());
+}
+
+fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// checkout id → (click id, user name), straight from the rules.
+fn expected(dir: &Path) -> BTreeMap<String, (Option<String>, Option<String>)> {
+    let clicks: Vec<Click> = read(&dir.join("clicks.jsonl"));
+    let checkouts: Vec<Checkout> = read(&dir.join("checkouts.jsonl"));
+    let mut out = BTreeMap::new();
+    for c in checkouts {
+        let t = parse_timestamp(&c.datetime_occured).unwrap();
+        let first = clicks
+            .iter()
+            .filter(|k| k.user_id == c.user_id && k.product_id == c.product_id)
+            .map(|k| (parse_timestamp(&k.datetime_occured).unwrap(), k.click_id.clone()))
+            .filter(|(kt, _)| *kt <= t && t <= kt + WINDOW_MS)
+            .min();
+        out.insert(c.checkout_id, (first.map(|(_, id)| id), Some(format!("user_{}", c.user_id))));
+    }
+    out
+}
+
+#[test]
+fn a_replay_of_generated_files_attributes_every_checkout_by_the_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_files(&GenConfig { seed: 11, users: 40, clicks: 4_000, ..Default::default() }, &data).unwrap();
+    let out = dir.path().join("attributed.jsonl");
+    let mut cfg = EmbeddedConfig::new(AttributionApp::ID, dir.path().join("state"));
+    for t in ["users", "clicks", "checkouts"] {
+        cfg.inputs.push((t.into(), Input::File(data.join(format!("{t}.jsonl")))));
+    }
+    cfg.outputs.push(("attributed_checkouts".into(), Output::File(out.clone())));
+    cfg.partitions = 2;
+    let summary = run_embedded(&AttributionApp::topology().unwrap(), &cfg).unwrap();
+    let lines: Vec<serde_json::Value> = read(&out);
+    let got: BTreeMap<String, (Option<String>, Option<String>)> = lines
+        .into_iter()
+        .map(|l| {
+            let a: AttributedCheckout = serde_json::from_value(l["value"].clone()).unwrap();
+            (a.checkout_id, (a.click_id, a.user_name))
+        })
+        .collect();
+    let want = expected(&data);
+    assert!(want.len() > 800, "{} checkouts generated", want.len());
+    assert_eq!(summary.records_out["attributed_checkouts"], want.len() as u64, "one output per checkout");
+    let wrong: Vec<_> = want.iter().filter(|(k, v)| got.get(*k) != Some(v)).map(|(k, v)| (k, v, got.get(k))).collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} differ (id, want, got): {:?}",
+        wrong.len(),
+        want.len(),
+        &wrong[..wrong.len().min(8)]
+    );
+    assert_eq!(summary.dead_lettered, 0);
+}

@@ -1,0 +1,3 @@
+//! Workspace tests of the apps: topology snapshots and end-to-end runs.
+
+mod attribution;
