@@ -128,7 +128,8 @@ fn group_key(user_id: i64, product_id: &str) -> String {
     stores(
         clicks: window<String, Vec<ClickRef>>(retention_ms = 3615000),
         pending: window<String, Checkout>(retention_ms = 3615000),
-        seen: window<String, bool>(retention_ms = 3615000)
+        seen: window<String, bool>(retention_ms = 3615000),
+        next_due: key_value<u8, i64>
     ),
     punctuate(stream_time = 1000, call = emit_due_on_tick)
 )]
@@ -164,6 +165,10 @@ fn attribute(ctx: &mut ProcessorContext<'_, i64, Outcome>, stores: &AttributeSto
             }
             stores.seen.borrow_mut().put(&id, t, true);
             stores.pending.borrow_mut().put(&id, t, checkout);
+            let due = t.saturating_add(GRACE_MS);
+            if stores.next_due.borrow().get(&0).is_none_or(|d| due < d) {
+                stores.next_due.borrow_mut().put(&0, due);
+            }
         }
     }
     emit_due(ctx, stores, now);
@@ -181,7 +186,8 @@ fn emit_due_on_tick(ctx: &mut ProcessorContext<'_, i64, Outcome>, stores: &Attri
 
 /// Emits every pending checkout whose time + grace has been reached, oldest first.
 fn emit_due(ctx: &mut ProcessorContext<'_, i64, Outcome>, stores: &AttributeStores, now: i64) {
-    if now == i64::MIN {
+    // The earliest due time is remembered, so most records cost one lookup, not a scan.
+    if now == i64::MIN || stores.next_due.borrow().get(&0).is_none_or(|d| now < d) && now != i64::MAX {
         return;
     }
     // Nothing pending is older than the bookkeeping horizon (older checkouts are rejected on arrival).
@@ -212,6 +218,13 @@ fn emit_due(ctx: &mut ProcessorContext<'_, i64, Outcome>, stores: &AttributeStor
         };
         // Stamped with the moment it became due: the user table is joined as of then.
         ctx.forward(Record::new(checkout.user_id, Outcome::Attributed(out), t + GRACE_MS));
+    }
+    let rest = stores.pending.borrow().fetch_all(now.saturating_sub(GRACE_MS).saturating_add(1), i64::MAX / 2);
+    match rest.first() {
+        Some((_, t, _)) => stores.next_due.borrow_mut().put(&0, t.saturating_add(GRACE_MS)),
+        None => {
+            stores.next_due.borrow_mut().delete(&0);
+        }
     }
 }
 
