@@ -11,17 +11,15 @@
 //!   (no cache, so one output per input) read back by a consumer; latency = time read − produce time
 //!   (p50/p99/max).
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use topology::testing::{Broker, Build};
 use topology::{Consumed, Grouped, KafkaConfig, Materialized, Produced, Serdes, StreamsBuilder, TimeWindows, Topology};
 
 const PARTITIONS: i32 = 4;
@@ -38,50 +36,6 @@ fn topology() -> Topology {
         .map(|k, v| (k.key, v.unwrap_or(0) as i64))
         .to("counts", Produced::with(Serdes::string(), Serdes::i64()));
     b.build().expect("topology builds")
-}
-
-struct Broker {
-    port: u16,
-    child: Child,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let home = PathBuf::from(std::env::var("HOME").unwrap());
-        let bin = home.join(".cargo/bin/tansu");
-        let child = Command::new(if bin.exists() { bin } else { PathBuf::from("tansu") })
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu runs (bash .ci/setup installs it)");
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Broker { port, child }
-    }
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-    fn create_topic(&self, name: &str) {
-        let admin: AdminClient<DefaultClientContext> =
-            ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let topic = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1));
-        for r in rt.block_on(admin.create_topics([&topic], &AdminOptions::new())).unwrap() {
-            r.unwrap();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn now_ms() -> i64 {
@@ -156,8 +110,8 @@ fn counts_consumer(broker: &Broker) -> BaseConsumer {
 }
 
 fn throughput(instances: usize, records: u64) -> (f64, f64) {
-    let broker = Broker::start();
-    broker.create_topic("events");
+    let broker = Broker::start(Build::CratesIo);
+    broker.create_topic("events", PARTITIONS);
     let p = producer(&broker);
     let ts = now_ms();
     for n in 0..records {
@@ -192,8 +146,8 @@ fn held_tasks(app_dir: &std::path::Path) -> usize {
 }
 
 fn latency(instances: usize, rate: u64, seconds: u64) -> (f64, f64, f64) {
-    let broker = Broker::start();
-    broker.create_topic("events");
+    let broker = Broker::start(Build::CratesIo);
+    broker.create_topic("events", PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
     let children = start_instances(&broker, instances, dir.path());
     let c = counts_consumer(&broker);

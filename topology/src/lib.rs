@@ -66,6 +66,7 @@ mod serdes;
 pub mod sink;
 mod state;
 mod task;
+pub mod testing;
 mod topology;
 mod window;
 

@@ -69,3 +69,125 @@ fn a_replay_of_generated_files_attributes_every_checkout_by_the_rules() {
     );
     assert_eq!(summary.dead_lettered, 0);
 }
+
+/// Produces `lines` of a generated file to `topic`, keyed by `key(line)`, stamped with `time(line)`.
+fn produce(
+    broker: &topology::testing::Broker,
+    topic: &str,
+    lines: &[String],
+    key: impl Fn(&serde_json::Value) -> String,
+) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("partitioner", "murmur2_random")
+        .create()
+        .unwrap();
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let k = key(&v);
+        let ts = v["datetime_occured"].as_str().map_or(0, |t| parse_timestamp(t).unwrap());
+        let mut record = BaseRecord::to(topic).key(&k).payload(line).timestamp(ts);
+        while let Err((_, r)) = producer.send(record) {
+            record = r;
+            producer.poll(std::time::Duration::from_millis(5));
+        }
+    }
+    producer.flush(std::time::Duration::from_secs(30)).unwrap();
+}
+
+#[test]
+fn on_kafka_generated_traffic_is_attributed_by_the_rules() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    use topology::testing::{Broker, Build};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_files(&GenConfig { seed: 5, users: 30, clicks: 1_500, ..Default::default() }, &data).unwrap();
+    let lines = |name: &str| -> Vec<String> {
+        std::fs::read_to_string(data.join(format!("{name}.jsonl"))).unwrap().lines().map(str::to_string).collect()
+    };
+    let broker = Broker::start(Build::CratesIo);
+    for t in ["users", "clicks", "checkouts"] {
+        broker.create_topic(t, 2);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut cfg = topology::KafkaConfig::new(AttributionApp::ID, &broker.bootstrap(), dir.path().join("state"));
+    cfg.properties =
+        vec![("session.timeout.ms".into(), "6000".into()), ("heartbeat.interval.ms".into(), "1000".into())];
+    cfg.commit_interval = Duration::from_millis(200);
+    cfg.stop = Some(stop.clone());
+    let run = std::thread::spawn(move || topology::run_kafka(&AttributionApp::topology().unwrap(), &cfg));
+    // Traffic in the order it happens, each kind consumed before the next arrives, as live traffic would
+    // be (a backlog of several topics is read in no particular order across partitions): users, clicks,
+    // the checkouts that follow them, then a click two hours later on many keys, so every task's stream
+    // time passes the last checkout's grace (Kafka has no end of input).
+    let committed = |topic: &str| -> i64 {
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .set("group.id", AttributionApp::ID)
+            .create()
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition(topic, 0);
+        tpl.add_partition(topic, 1);
+        c.committed_offsets(tpl, Duration::from_secs(10)).map_or(0, |t| {
+            t.elements().iter().map(|e| if let rdkafka::Offset::Offset(o) = e.offset() { o } else { 0 }).sum()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let feed = |topic: &str, lines: &[String], key: &dyn Fn(&serde_json::Value) -> String| {
+        let before = committed(topic);
+        produce(&broker, topic, lines, key);
+        while committed(topic) < before + lines.len() as i64 {
+            assert!(Instant::now() < deadline, "{topic} not consumed");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    feed("users", &lines("users"), &|v| v["id"].to_string());
+    feed("clicks", &lines("clicks"), &|v| v["click_id"].as_str().unwrap().to_string());
+    feed("checkouts", &lines("checkouts"), &|v| v["checkout_id"].as_str().unwrap().to_string());
+    let last: i64 = lines("checkouts")
+        .iter()
+        .map(|l| parse_timestamp(serde_json::from_str::<Checkout>(l).unwrap().datetime_occured.as_str()).unwrap())
+        .max()
+        .unwrap();
+    let ticks: Vec<String> = (0..32)
+        .map(|n| {
+            serde_json::json!({"click_id": format!("tick-{n}"), "user_id": 100_000 + n, "product_id": "tick",
+                "product": "tick", "price": 0.0, "url": "", "user_agent": "", "ip_address": "",
+                "datetime_occured": attribution::generator::format_time(last + 2 * WINDOW_MS)})
+            .to_string()
+        })
+        .collect();
+    feed("clicks", &ticks, &|v| v["click_id"].as_str().unwrap().to_string());
+
+    let want = expected(&data);
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "checker")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["attributed_checkouts"]).unwrap();
+    let mut got = BTreeMap::new();
+    let mut outputs = 0;
+    while got.len() < want.len() && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let a: AttributedCheckout = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            got.insert(a.checkout_id, (a.click_id, a.user_name));
+            outputs += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let summary = run.join().unwrap().unwrap();
+    let wrong: Vec<_> = want.iter().filter(|(k, v)| got.get(*k) != Some(v)).map(|(k, v)| (k, v, got.get(k))).collect();
+    assert!(wrong.is_empty(), "{} of {} differ: {:?}", wrong.len(), want.len(), &wrong[..wrong.len().min(5)]);
+    assert_eq!(outputs, want.len(), "one output per checkout");
+    assert_eq!(summary.records_in["checkouts"], want.len() as u64);
+}

