@@ -177,8 +177,10 @@ pub(crate) struct StateManager {
     db: sled::Db,
     /// Held while the task is open.
     _lock: std::fs::File,
-    /// Checkpoint found at open, if the local state can be trusted.
+    /// Checkpoint found at open (or written by the last commit).
     checkpoint: Option<Checkpoint>,
+    /// The local database survived (it is not new or rebuilt): a tail restore can start from it.
+    local_trusted: bool,
     changelogs: Vec<(String, SharedChangelog)>,
     pub(crate) clock: Rc<Cell<i64>>,
     pub(crate) stats: BTreeMap<String, Rc<StoreStats>>,
@@ -202,24 +204,21 @@ impl StateManager {
         let sled_config = |dir: &Path| {
             sled::Config::new().path(dir.join("db")).cache_capacity(config.sled_cache_bytes).flush_every_ms(None)
         };
-        let (db, trusted) = match sled_config(&task_dir).open() {
+        let (db, local_trusted) = match sled_config(&task_dir).open() {
             Ok(db) => (db, existed),
             Err(_) => {
                 // Torn or corrupt files (we hold the lock, so nobody else uses them): rebuild from the
                 // changelogs.
                 std::fs::remove_dir_all(task_dir.join("db"))?;
-                let _ = std::fs::remove_file(task_dir.join(CHECKPOINT));
                 let db = sled_config(&task_dir)
                     .open()
                     .map_err(|e| Error::State { store: format!("task {task}"), message: e.to_string() })?;
                 (db, false)
             }
         };
-        let checkpoint = if trusted {
-            std::fs::read_to_string(task_dir.join(CHECKPOINT)).ok().and_then(|t| Checkpoint::parse(&t))
-        } else {
-            None
-        };
+        // The checkpoint is kept even when the local database is not: its changelog offsets still mark
+        // the last commit (exactly-once drops what was logged after it).
+        let checkpoint = std::fs::read_to_string(task_dir.join(CHECKPOINT)).ok().and_then(|t| Checkpoint::parse(&t));
         Ok(StateManager {
             config: config.clone(),
             application_id: application_id.to_string(),
@@ -228,6 +227,7 @@ impl StateManager {
             db,
             _lock: lock,
             checkpoint,
+            local_trusted,
             changelogs: Vec::new(),
             clock: Rc::new(Cell::new(i64::MIN)),
             stats: BTreeMap::new(),
@@ -266,7 +266,7 @@ impl StateManager {
             self.restore_store(name, &mut *stack, &changelog)?;
             self.changelogs.push((name.clone(), changelog.clone()));
             stack = Box::new(ChangeLogging { inner: stack, changelog, clock: self.clock.clone() });
-        } else if self.checkpoint.is_none() {
+        } else if self.checkpoint.is_none() || !self.local_trusted {
             stack.wipe()?; // nothing to restore from: start empty rather than from unknown local state
         }
         let stats = Rc::new(StoreStats::default());
@@ -284,10 +284,12 @@ impl StateManager {
         let mut log = changelog.borrow_mut();
         let offset = self.checkpoint.as_ref().and_then(|c| c.offsets.get(name).copied());
         let from = match (&self.checkpoint, offset) {
-            (Some(cp), Some(offset)) if !self.config.exactly_once || cp.clean => offset,
+            (Some(cp), Some(offset)) if self.local_trusted && (!self.config.exactly_once || cp.clean) => offset,
             (Some(_), Some(offset)) => {
                 // Exactly-once after an unclean stop: drop what was logged after the last commit.
-                log.truncate(offset)?;
+                if self.config.exactly_once {
+                    log.truncate(offset)?;
+                }
                 stack.wipe()?;
                 self.restore.full_restores += 1;
                 0

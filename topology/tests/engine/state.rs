@@ -166,6 +166,28 @@ fn after_an_unclean_stop_exactly_once_returns_to_the_committed_state() {
     }
 }
 
+/// The same, when the task's database is also lost (sled could not recover it, or it was deleted): the
+/// checkpoint's changelog offsets still mark the last commit, so exactly-once drops what came after.
+#[test]
+fn after_an_unclean_stop_that_also_lost_the_database_exactly_once_returns_to_the_committed_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |c: topology::StateConfig| c.cache_max_bytes(0).exactly_once(true);
+    let d = sums(dir.path(), config);
+    pipe_range(&d, 0, 50);
+    d.commit().unwrap();
+    pipe_range(&d, 50, 60);
+    drop(d);
+    let app = dir.path().join("app");
+    for task in std::fs::read_dir(&app).unwrap() {
+        let db = task.unwrap().path().join("db");
+        if db.exists() {
+            std::fs::remove_dir_all(db).unwrap();
+        }
+    }
+    let d = sums(dir.path(), config);
+    assert_eq!(all(&d), expected(50));
+}
+
 #[test]
 fn a_value_in_an_unknown_format_version_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
