@@ -9,7 +9,8 @@ use std::rc::Rc;
 use super::partitioner::partition_for;
 use crate::error::Error;
 use crate::record::RawRecord;
-use crate::task::{OutRecord, StateConfig, StateManager, Task, TaskCtx, TaskId};
+use crate::state::StoreBuilder;
+use crate::task::{OutRecord, RestoreStats, StateConfig, StateManager, Task, TaskCtx, TaskId};
 use crate::topology::Topology;
 
 /// How to build an [`Engine`].
@@ -251,6 +252,22 @@ impl Engine {
         let task = Task::compile(&self.topology.graph, nodes, id, ctx, &self.shared, manager)?;
         self.tasks.insert(id, task);
         Ok(())
+    }
+
+    /// A job that restores task `id`'s state on another thread (see `StateManager::prepare`); opening
+    /// the task after it finishes is quick. `None` when state is in memory.
+    pub(crate) fn restore_job(&self, id: TaskId) -> Option<impl FnOnce() -> Result<RestoreStats, Error> + Send> {
+        let config = self.state.clone()?;
+        let mut names: Vec<&String> = self.topology.subtopologies[id.subtopology]
+            .iter()
+            .flat_map(|&n| self.topology.graph.nodes[n].stores.iter())
+            .filter(|s| !self.shared.contains_key(*s))
+            .collect();
+        names.sort();
+        names.dedup();
+        let builders: Vec<StoreBuilder> = names.into_iter().map(|s| self.topology.graph.stores[s].clone()).collect();
+        let application_id = self.application_id.clone();
+        Some(move || StateManager::prepare(&config, &application_id, id, &builders))
     }
 
     /// Closes task `id`: cleanly (commit, checkpoint marked clean) or, after a failure, by dropping it

@@ -3,8 +3,9 @@
 //! ```text
 //!  start: prepare topics (wait for the cluster) ─▶ subscribe (group = application id)
 //!  loop:  poll a batch ─▶ tasks process it ─▶ outputs and repartition records produced
-//!         rebalance? revoke: commit, close (cooperative) or suspend (eager) the tasks; unassign
-//!                    assign: open the tasks (restore from changelogs); assign
+//!         rebalance? revoke: commit and close the tasks; unassign
+//!                    assign: restore the new tasks on their own threads; assign, pause their
+//!                            partitions until the tasks are open (the others keep processing)
 //!         every commit interval: flush caches → stores → changelogs; then
 //!           at-least-once: wait for every produced record, commit the consumed offsets
 //!           exactly-once:  send the offsets to the transaction and commit it (abort → restore, rewind)
@@ -16,8 +17,9 @@
 //! which the range assignor guarantees for co-partitioned topics (an eager protocol); otherwise the
 //! group uses cooperative-sticky, so a rebalance only stops the partitions that move. Assignments are
 //! applied by this loop, not in librdkafka's callback, so tasks are committed and closed while the
-//! partitions are still owned. Restores happen when a task opens, before its partitions are assigned;
-//! processing of the other tasks waits meanwhile (Kafka Streams restores in the background; noted).
+//! partitions are still owned. A new task's state is restored into its local database on a thread of
+//! its own (`StateManager::prepare`); its partitions stay paused until then, and opening it afterwards
+//! replays only the changelog tail.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -42,7 +44,7 @@ use crate::error::{Error, Result};
 use crate::record::{Headers, RawRecord};
 use crate::sink::redis::RedisSink;
 use crate::state::Changelog;
-use crate::task::{ChangelogFactory, StateConfig, TaskId};
+use crate::task::{ChangelogFactory, RestoreStats, StateConfig, TaskId};
 use crate::topology::Topology;
 
 /// Configures a run on a Kafka cluster.
@@ -283,6 +285,12 @@ struct Runner<'a> {
     summary: RunSummary,
     outage: Arc<Outage>,
     last_consume_error: Option<String>,
+    /// Tasks being restored on their own threads; their partitions are paused meanwhile.
+    restoring: HashMap<TaskId, std::thread::JoinHandle<Result<RestoreStats>>>,
+    /// Owned partitions paused until their tasks are open.
+    paused: BTreeSet<(String, i32)>,
+    /// Records fetched for a paused partition before the pause took effect, delivered once it resumes.
+    held: HashMap<(String, i32), Vec<(i64, RawRecord)>>,
 }
 
 /// Runs `topology` on the cluster until `config.stop` is set.
@@ -386,6 +394,9 @@ pub fn run_kafka(topology: &Topology, config: &KafkaConfig) -> Result<RunSummary
         summary: RunSummary::default(),
         outage,
         last_consume_error: None,
+        restoring: HashMap::new(),
+        paused: BTreeSet::new(),
+        held: HashMap::new(),
     };
     let result = runner.run();
     let closed = runner.shut_down(result.is_ok());
@@ -403,6 +414,7 @@ impl Runner<'_> {
                 return Ok(());
             }
             self.poll_batch()?;
+            self.finish_restores()?;
             self.engine.run()?;
             self.produce_outbox()?;
             self.apply_group_events()?;
@@ -437,9 +449,12 @@ impl Runner<'_> {
                         continue; // left over from a partition given up
                     }
                     let raw = raw_of(&m);
-                    self.positions.insert((topic.clone(), partition), m.offset() + 1);
-                    *self.summary.records_in.entry(topic.clone()).or_default() += 1;
-                    self.engine.deliver(&topic, partition as u32, m.offset() as u64, raw)?;
+                    let tp = (topic, partition);
+                    if self.paused.contains(&tp) {
+                        self.held.entry(tp).or_default().push((m.offset(), raw));
+                    } else {
+                        self.deliver(&tp, m.offset(), raw)?;
+                    }
                 }
                 Err(KafkaError::PartitionEOF(_)) => {}
                 Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) => {
@@ -461,6 +476,69 @@ impl Runner<'_> {
             }
         }
         Ok(())
+    }
+
+    fn deliver(&mut self, (topic, partition): &(String, i32), offset: i64, raw: RawRecord) -> Result<()> {
+        self.positions.insert((topic.clone(), *partition), offset + 1);
+        *self.summary.records_in.entry(topic.clone()).or_default() += 1;
+        self.engine.deliver(topic, *partition as u32, offset as u64, raw)
+    }
+
+    /// Opens the tasks whose background restore finished and resumes the partitions whose tasks are
+    /// all open (delivering what was fetched for them before the pause).
+    fn finish_restores(&mut self) -> Result<()> {
+        let done: Vec<TaskId> = self.restoring.iter().filter(|(_, h)| h.is_finished()).map(|(id, _)| *id).collect();
+        for id in done {
+            let started = Instant::now();
+            let stats = self.restoring.remove(&id).expect("listed").join().map_err(|_| Error::State {
+                store: format!("task {id}"),
+                message: "the restore thread panicked".into(),
+            })??;
+            self.engine.open_task(id)?;
+            tracing::info!(
+                task = %id,
+                restored_records = stats.records,
+                restore_ms = stats.micros / 1000,
+                open_ms = started.elapsed().as_millis() as u64,
+                "task restored in the background"
+            );
+        }
+        if self.paused.is_empty() {
+            return Ok(());
+        }
+        let ready: Vec<(String, i32)> = self
+            .paused
+            .iter()
+            .filter(|(t, p)| {
+                self.engine.tasks_reading(t, *p as u32).iter().all(|id| self.engine.tasks.contains_key(id))
+            })
+            .cloned()
+            .collect();
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in &ready {
+            tpl.add_partition(t, *p);
+            self.paused.remove(&(t.clone(), *p));
+        }
+        self.consumer.resume(&tpl).map_err(|e| kafka_error("cannot resume", e))?;
+        for tp in ready {
+            for (offset, raw) in self.held.remove(&tp).unwrap_or_default() {
+                self.deliver(&tp, offset, raw)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the background restores of `ids` (their partitions are being given up, or the
+    /// instance stops).
+    fn join_restores(&mut self, ids: &BTreeSet<TaskId>) {
+        for id in ids {
+            if let Some(h) = self.restoring.remove(id) {
+                let _ = h.join();
+            }
+        }
     }
 
     fn produce_outbox(&mut self) -> Result<()> {
@@ -654,45 +732,70 @@ impl Runner<'_> {
 
     /// Closes the tasks of `partitions` cleanly (their state is committed) and forgets the partitions.
     fn give_up(&mut self, partitions: &BTreeSet<(String, i32)>) -> Result<()> {
-        for id in self.tasks_of(partitions) {
+        let ids = self.tasks_of(partitions);
+        self.join_restores(&ids);
+        for id in ids {
             self.engine.close_task(id, true)?;
         }
         self.produce_outbox()?;
         for p in partitions {
             self.assigned.remove(p);
             self.positions.remove(p);
+            self.paused.remove(p);
+            self.held.remove(p);
         }
         Ok(())
     }
 
-    /// Partitions are given: open (and restore) their tasks, then start fetching them.
+    /// Partitions are given: their tasks are restored on their own threads (tasks already open stay),
+    /// the partitions are assigned and paused until their tasks are open; the rest keeps processing.
     fn assign(&mut self, tpl: &TopicPartitionList) -> Result<()> {
         let added = Self::partitions(tpl);
-        let started = Instant::now();
-        let before = self.engine.tasks.len();
+        let mut started = 0;
         for id in self.tasks_of(&added) {
-            self.engine.open_task(id)?;
+            if self.engine.tasks.contains_key(&id) || self.restoring.contains_key(&id) {
+                continue;
+            }
+            match self.engine.restore_job(id) {
+                Some(job) => {
+                    let handle = std::thread::Builder::new()
+                        .name(format!("restore-{id}"))
+                        .spawn(job)
+                        .map_err(|e| kafka_error("cannot start a restore thread", e))?;
+                    self.restoring.insert(id, handle);
+                    started += 1;
+                }
+                None => self.engine.open_task(id)?,
+            }
         }
-        let restored: u64 =
-            self.engine.tasks.values().filter_map(|t| t.state.as_ref()).map(|s| s.restore.records).sum();
-        tracing::info!(
-            partitions = added.len(),
-            tasks_opened = self.engine.tasks.len() - before,
-            restored_records = restored,
-            millis = started.elapsed().as_millis() as u64,
-            "partitions assigned"
-        );
-        self.assigned.extend(added);
+        tracing::info!(partitions = added.len(), restoring_tasks = started, "partitions assigned");
+        self.assigned.extend(added.iter().cloned());
         if self.cooperative {
             self.consumer.incremental_assign(tpl).map_err(|e| kafka_error("cannot assign", e))?;
         } else {
             self.consumer.assign(tpl).map_err(|e| kafka_error("cannot assign", e))?;
+        }
+        let waiting: Vec<&(String, i32)> = added
+            .iter()
+            .filter(|(t, p)| {
+                self.engine.tasks_reading(t, *p as u32).iter().any(|id| !self.engine.tasks.contains_key(id))
+            })
+            .collect();
+        if !waiting.is_empty() {
+            let mut pause = TopicPartitionList::new();
+            for (t, p) in &waiting {
+                pause.add_partition(t, *p);
+            }
+            self.consumer.pause(&pause).map_err(|e| kafka_error("cannot pause", e))?;
+            self.paused.extend(waiting.into_iter().cloned());
         }
         Ok(())
     }
 
     /// Final commit, clean close of every task, leaving the group.
     fn shut_down(&mut self, clean: bool) -> Result<()> {
+        let restoring: BTreeSet<TaskId> = self.restoring.keys().copied().collect();
+        self.join_restores(&restoring);
         let mut result = Ok(());
         if clean {
             result = self.commit();

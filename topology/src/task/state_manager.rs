@@ -245,10 +245,11 @@ impl StateManager {
         self.checkpoint.as_ref().map_or(i64::MIN, |c| c.stream_time)
     }
 
-    /// Creates a store's layers (`Metered(Caching(ChangeLogging(sled)))`) and restores it.
-    pub(crate) fn create(&mut self, builder: &StoreBuilder, errors: ErrorSlot) -> Result<StoreInstance> {
+    /// The store's sled-backed byte store, and how to read a time from its keys (window and session
+    /// stores).
+    fn open_stack(&self, builder: &StoreBuilder) -> Result<(Box<dyn BytesStore>, Option<fn(&[u8]) -> i64>)> {
         let name = &builder.name;
-        let (mut stack, time_of): (Box<dyn BytesStore>, _) = match builder.kind {
+        Ok(match builder.kind {
             StoreKind::KeyValue => (Box::new(SledKv::open(&self.db, name)?), None),
             StoreKind::Window => {
                 let f: fn(&[u8]) -> i64 = window_time;
@@ -258,11 +259,50 @@ impl StateManager {
                 let f: fn(&[u8]) -> i64 = session_time;
                 (Box::new(SledSegmented::open(&self.db, name, builder.retention, f)?), Some(f))
             }
-        };
+        })
+    }
+
+    fn changelog_of(&self, name: &str) -> Result<SharedChangelog> {
+        let topic = format!("{}-{name}-changelog", self.application_id);
+        Ok(Rc::new(RefCell::new(self.config.open_changelog(&self.application_id, &topic, self.task.partition)?)))
+    }
+
+    /// Restores a task's stores into its local database and closes it cleanly, so that opening the
+    /// task afterwards replays only what was logged since (nothing, usually). Runs on any thread: a
+    /// runtime restores newly assigned tasks in the background while the others keep processing.
+    pub(crate) fn prepare(
+        config: &StateConfig,
+        application_id: &str,
+        task: TaskId,
+        stores: &[StoreBuilder],
+    ) -> Result<RestoreStats> {
+        let mut sm = StateManager::open(config, application_id, task)?;
+        let trusted = sm.checkpoint.is_some() && sm.local_trusted;
+        let mut offsets = BTreeMap::new();
+        for builder in stores {
+            let (mut stack, _) = sm.open_stack(builder)?;
+            if builder.logging {
+                let changelog = sm.changelog_of(&builder.name)?;
+                sm.restore_store(&builder.name, &mut *stack, &changelog)?;
+                offsets.insert(builder.name.clone(), changelog.borrow_mut().flush()?);
+            } else if !trusted {
+                stack.wipe()?;
+            }
+            stack.flush()?;
+        }
+        sm.db.flush().map_err(|e| Error::State { store: format!("task {task}"), message: e.to_string() })?;
+        let stream_time = sm.checkpointed_stream_time();
+        let cp = Checkpoint { offsets, stream_time, clean: true };
+        write_atomically(&sm.task_dir.join(CHECKPOINT), cp.render().as_bytes())?;
+        Ok(sm.restore.clone())
+    }
+
+    /// Creates a store's layers (`Metered(Caching(ChangeLogging(sled)))`) and restores it.
+    pub(crate) fn create(&mut self, builder: &StoreBuilder, errors: ErrorSlot) -> Result<StoreInstance> {
+        let name = &builder.name;
+        let (mut stack, time_of) = self.open_stack(builder)?;
         if builder.logging {
-            let topic = format!("{}-{name}-changelog", self.application_id);
-            let changelog: SharedChangelog =
-                Rc::new(RefCell::new(self.config.open_changelog(&self.application_id, &topic, self.task.partition)?));
+            let changelog = self.changelog_of(name)?;
             self.restore_store(name, &mut *stack, &changelog)?;
             self.changelogs.push((name.clone(), changelog.clone()));
             stack = Box::new(ChangeLogging { inner: stack, changelog, clock: self.clock.clone() });

@@ -331,6 +331,13 @@ fn two_instances_split_the_partitions_and_one_takes_over_after_the_other_is_kill
     let seen = read_counts(&broker, false, Duration::from_secs(60), |seen| reached(seen, &totals));
     let log = a.stop();
     assert!(log.contains("partitions assigned"), "{log}");
+    // b's tasks were rebuilt on a from the changelog, on restore threads (a's own partitions kept going).
+    let restored: u64 = log
+        .lines()
+        .filter(|l| l.contains("task restored in the background"))
+        .filter_map(|l| l.split("restored_records=").nth(1)?.split(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(restored > 0, "no changelog records restored in the background:\n{log}");
     // b was killed after its last commit (nothing in flight), so even at-least-once is exact here: each
     // user's updates read 1, 2, …, n with no repeat and no gap across the takeover.
     for (user, total) in &totals {
