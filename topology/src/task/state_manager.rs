@@ -23,6 +23,9 @@ use crate::state::{
     SharedChangelog, SledKv, SledSegmented, StateStore, StoreBuilder, StoreInstance, StoreKind, StoreStats,
 };
 
+/// Reads the time from a window or session store's key.
+type TimeOf = fn(&[u8]) -> i64;
+
 /// Opens the changelog of a store partition: `(changelog topic, partition)`.
 pub type ChangelogFactory = Arc<dyn Fn(&str, u32) -> Result<Box<dyn Changelog>> + Send + Sync>;
 
@@ -247,16 +250,16 @@ impl StateManager {
 
     /// The store's sled-backed byte store, and how to read a time from its keys (window and session
     /// stores).
-    fn open_stack(&self, builder: &StoreBuilder) -> Result<(Box<dyn BytesStore>, Option<fn(&[u8]) -> i64>)> {
+    fn open_stack(&self, builder: &StoreBuilder) -> Result<(Box<dyn BytesStore>, Option<TimeOf>)> {
         let name = &builder.name;
         Ok(match builder.kind {
             StoreKind::KeyValue => (Box::new(SledKv::open(&self.db, name)?), None),
             StoreKind::Window => {
-                let f: fn(&[u8]) -> i64 = window_time;
+                let f: TimeOf = window_time;
                 (Box::new(SledSegmented::open(&self.db, name, builder.retention, f)?), Some(f))
             }
             StoreKind::Session => {
-                let f: fn(&[u8]) -> i64 = session_time;
+                let f: TimeOf = session_time;
                 (Box::new(SledSegmented::open(&self.db, name, builder.retention, f)?), Some(f))
             }
         })
