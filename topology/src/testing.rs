@@ -1,5 +1,6 @@
-//! Helpers for tests against real components: a Kafka-protocol broker (tansu, installed by
-//! `.ci/setup`; see ../shared/BROKER.md) on a free loopback port, started here and stopped by pid.
+//! Helpers for tests against real components, each on a free loopback port, started here and stopped by
+//! pid: a Kafka-protocol broker (tansu, installed by `.ci/setup`; see ../shared/BROKER.md) and Debian's
+//! `redis-server`.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -106,6 +107,55 @@ impl Drop for Broker {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A redis-server on 127.0.0.1, killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+}
+
+impl RedisServer {
+    /// Starts one on `port` (a free one when `None`), with `password` required when given.
+    pub fn start(port: Option<u16>, password: Option<&str>) -> RedisServer {
+        let port = port.unwrap_or_else(|| TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+        let mut args = vec!["--port".to_string(), port.to_string(), "--bind".into(), "127.0.0.1".into()];
+        args.extend(["--save".into(), "".into(), "--appendonly".into(), "no".into()]);
+        if let Some(p) = password {
+            args.extend(["--requirepass".into(), p.into()]);
+        }
+        let child = Command::new("redis-server")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/setup installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer { port, child }
+    }
+
+    /// `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A synchronous connection to `url`.
+    pub fn client(&self, url: &str) -> redis::Connection {
+        redis::Client::open(url).unwrap().get_connection().unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

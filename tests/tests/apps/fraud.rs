@@ -38,3 +38,55 @@ fn on_generated_traffic_every_alert_is_a_labelled_fraud_and_every_single_shot_pa
         }
     }
 }
+
+#[test]
+fn with_redis_down_alerts_still_reach_the_topic_and_redis_catches_up_when_it_returns() {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use topology::testing::{free_port, RedisServer};
+    use topology::RedisOutput;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_files(&GenConfig { seed: 4, rate: 10, seconds: 120, ..Default::default() }, &data).unwrap();
+    let (scored, alerts) = (dir.path().join("scored.jsonl"), dir.path().join("alerts.jsonl"));
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let mut cfg = EmbeddedConfig::new(FraudApp::ID, dir.path().join("state"));
+    cfg.inputs.push(("transactions".into(), Input::File(data.join("transactions.jsonl"))));
+    cfg.inputs.push(("user_events".into(), Input::File(data.join("user_events.jsonl"))));
+    cfg.outputs.push(("transactions_scored".into(), Output::File(scored.clone())));
+    cfg.outputs.push(("fraud_alerts".into(), Output::File(alerts.clone())));
+    cfg.redis = Some(RedisOutput {
+        url: url.clone(),
+        mapper: std::sync::Arc::new(|t: &str, r: &topology::RawRecord| FraudApp::redis_commands(t, r)),
+        max_buffered: 1_000_000,
+    });
+    // Redis is down while the run processes everything, and comes back two seconds later; the run's
+    // final flush waits for it.
+    let run = std::thread::spawn(move || run_embedded(&FraudApp::topology().unwrap(), &cfg));
+    std::thread::sleep(Duration::from_secs(2));
+    let server = RedisServer::start(Some(port), None);
+    let summary = run.join().unwrap().unwrap();
+    let alert_lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&alerts).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(!alert_lines.is_empty());
+    assert_eq!(summary.records_out["fraud_alerts"], alert_lines.len() as u64, "the topic got every alert");
+    assert!(summary.redis_outages >= 1, "the outage is counted: {summary:?}");
+    let mut conn = server.client(&url);
+    let list: Vec<String> = redis::cmd("LRANGE").arg("recent_alerts:fraud").arg(0).arg(-1).query(&mut conn).unwrap();
+    assert_eq!(list.len(), alert_lines.len().min(100), "newest 100 alerts kept");
+    let newest: serde_json::Value = serde_json::from_str(&list[0]).unwrap();
+    assert_eq!(newest, alert_lines.last().unwrap()["value"], "LPUSH: the newest first");
+    let ttl: i64 = redis::cmd("TTL").arg("recent_alerts:fraud").query(&mut conn).unwrap();
+    assert!((86_000..=86_400).contains(&ttl), "24 h expiry, got {ttl}");
+    let users: BTreeSet<String> = std::fs::read_to_string(&scored)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["value"]["transaction"]["user_id"].to_string())
+        .collect();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("user:*:fraud:last_score").query(&mut conn).unwrap();
+    assert_eq!(keys.len(), users.len(), "a last score per user, none lost");
+    assert_eq!(summary.redis_commands, summary.records_out["transactions_scored"] + 2 * alert_lines.len() as u64);
+}

@@ -1,54 +1,9 @@
 //! The Redis sink against a real `redis-server` on a free loopback port (started and stopped here).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use topology::sink::redis::{RedisCommand, RedisSink};
-
-/// A redis-server on 127.0.0.1, killed on drop.
-pub(crate) struct RedisServer {
-    pub(crate) port: u16,
-    child: Child,
-}
-
-impl RedisServer {
-    pub(crate) fn start(port: Option<u16>, password: Option<&str>) -> RedisServer {
-        let port = port.unwrap_or_else(|| TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
-        let mut args = vec!["--port".to_string(), port.to_string(), "--bind".into(), "127.0.0.1".into()];
-        args.extend(["--save".into(), "".into(), "--appendonly".into(), "no".into()]);
-        if let Some(p) = password {
-            args.extend(["--requirepass".into(), p.into()]);
-        }
-        let child = Command::new("redis-server")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (.ci/setup installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer { port, child }
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn client(&self, url: &str) -> redis::Connection {
-        redis::Client::open(url).unwrap().get_connection().unwrap()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub(crate) use topology::testing::RedisServer;
 
 fn set(key: &str, value: &str, ttl: Option<u64>) -> RedisCommand {
     RedisCommand::Set { key: key.into(), value: value.into(), ttl_s: ttl }
