@@ -42,7 +42,7 @@ fn run(rate: u64, seconds: u64) -> (usize, [i64; 2], [i64; 2]) {
         .args(["--input", "transactions=-", "--input", &format!("user_events={}", empty.display())])
         .args(["--output", "fraud_alerts=-"])
         .args(["--output", &format!("transactions_scored={}", dir.path().join("scored.jsonl").display())])
-        .args(["--commit-interval", "5ms", "--redis", &redis.url()])
+        .args(["--redis", &redis.url()]) // the default 1 s commit interval
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -440,6 +440,8 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         commit(&mut engine, &mut writers, &mut summary, &mut redis, &sources, &commit_path, consumed)?;
     }
     let mut line = String::new();
+    let mut unflushed = false;
+    let mut last_output_flush = Instant::now();
     loop {
         if config.stop.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
             summary.stopped = true;
@@ -502,7 +504,16 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
             any |= !s.eof || engine.buffered(&s.topic) > 0;
         }
         let progressed = engine.step_lowest()?;
-        write_outbox(&mut engine, &mut writers, &mut summary, &mut redis)?;
+        let wrote = write_outbox(&mut engine, &mut writers, &mut summary, &mut redis)?;
+        unflushed |= wrote;
+        // At-least-once: outputs become visible as soon as input pauses (or every millisecond under
+        // load), not only at commits, so latency does not depend on the commit interval. (Exactly-once
+        // shows outputs at commits only.)
+        if unflushed && !config.exactly_once && (!progressed || last_output_flush.elapsed() >= OUTPUT_FLUSH) {
+            flush_outputs(&mut writers, &mut redis)?;
+            unflushed = false;
+            last_output_flush = Instant::now();
+        }
         let due = if config.exactly_once {
             consumed > 0 && consumed.is_multiple_of(config.commit_every_records.max(1)) && consumed != last_committed
         } else {
@@ -559,12 +570,35 @@ struct CommitRecord {
     checkpoints: BTreeMap<String, String>,
 }
 
+/// How often buffered outputs are flushed while input keeps coming (at-least-once).
+const OUTPUT_FLUSH: Duration = Duration::from_millis(1);
+
+/// Makes written output visible: file and stdout buffers are written out (not synced: commits sync),
+/// and buffered Redis commands get one attempt.
+fn flush_outputs(
+    writers: &mut HashMap<String, Sink>,
+    redis: &mut Option<(crate::sink::redis::RedisSink, RedisMapper)>,
+) -> Result<()> {
+    for sink in writers.values_mut() {
+        match sink {
+            Sink::File { writer, .. } => writer.flush()?,
+            Sink::Stdout(w) => w.flush()?,
+        }
+    }
+    if let Some((sink, _)) = redis.as_mut() {
+        sink.flush();
+    }
+    Ok(())
+}
+
+/// Writes the records the tasks produced; returns whether there were any.
 fn write_outbox(
     engine: &mut Engine,
     writers: &mut HashMap<String, Sink>,
     summary: &mut RunSummary,
     redis: &mut Option<(crate::sink::redis::RedisSink, RedisMapper)>,
-) -> Result<()> {
+) -> Result<bool> {
+    let wrote = !engine.outbox.is_empty();
     for (topic, raw) in engine.outbox.drain(..) {
         if let Some((sink, mapper)) = redis.as_mut() {
             for c in mapper(&topic, &raw) {
@@ -581,7 +615,7 @@ fn write_outbox(
         }
         *summary.records_out.entry(topic).or_default() += 1;
     }
-    Ok(())
+    Ok(wrote)
 }
 
 /// Records read so far are processed, then state is committed, then outputs, then the commit record:

@@ -90,6 +90,8 @@ pub struct RedisSink {
     buffer: Vec<RedisCommand>,
     max_buffered: usize,
     down_since: Option<Instant>,
+    /// While Redis is down, `flush` tries again only from this moment (backoff doubling to 5 s).
+    retry_at: Option<(Instant, Duration)>,
     metrics: RedisMetrics,
     timeout: Duration,
 }
@@ -120,6 +122,7 @@ impl RedisSink {
             buffer: Vec::new(),
             max_buffered: max_buffered.max(1),
             down_since: None,
+            retry_at: None,
             metrics: RedisMetrics::default(),
             timeout: Duration::from_secs(5),
         })
@@ -154,6 +157,14 @@ impl RedisSink {
         if self.buffer.is_empty() {
             return true;
         }
+        if self.retry_at.is_some_and(|(at, _)| Instant::now() < at) {
+            return false; // down: not before the backoff has passed (no reconnect storm)
+        }
+        self.attempt()
+    }
+
+    /// One write attempt of everything buffered.
+    fn attempt(&mut self) -> bool {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for c in &self.buffer {
@@ -203,6 +214,7 @@ impl RedisSink {
                 self.metrics.commands_written += self.buffer.len() as u64;
                 self.metrics.flushes += 1;
                 self.buffer.clear();
+                self.retry_at = None;
                 if let Some(since) = self.down_since.take() {
                     tracing::info!(down_for = ?since.elapsed(), "redis is available again; buffered commands written");
                 }
@@ -210,6 +222,9 @@ impl RedisSink {
             }
             Err(reason) => {
                 self.metrics.failed_flushes += 1;
+                let backoff =
+                    self.retry_at.map_or(Duration::from_millis(50), |(_, b)| (b * 2).min(Duration::from_secs(5)));
+                self.retry_at = Some((Instant::now() + backoff, backoff));
                 if self.down_since.is_none() {
                     self.down_since = Some(Instant::now());
                     self.metrics.outages += 1;
@@ -225,7 +240,7 @@ impl RedisSink {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(50);
         loop {
-            if self.flush() {
+            if self.buffer.is_empty() || self.attempt() {
                 return Ok(());
             }
             if started.elapsed() >= wait {

@@ -62,12 +62,17 @@ fn while_redis_is_down_commands_stay_buffered_and_are_written_when_it_returns() 
     for n in 0..100 {
         sink.push(set(&format!("k{n}"), &n.to_string(), Some(600)));
     }
-    assert!(!sink.flush());
-    assert!(!sink.flush());
+    for _ in 0..1000 {
+        assert!(!sink.flush());
+    }
     assert_eq!(sink.buffered(), 100, "nothing dropped");
     assert_eq!(sink.metrics().outages, 1, "one outage, however many failed flushes");
-    assert_eq!(sink.metrics().failed_flushes, 2);
+    assert_eq!(sink.metrics().failed_flushes, 1, "no reconnect storm: the next attempt waits for the backoff");
+    std::thread::sleep(Duration::from_millis(60));
+    assert!(!sink.flush());
+    assert_eq!(sink.metrics().failed_flushes, 2, "after the backoff, another attempt");
     let server = RedisServer::start(Some(port), None); // back (empty: no persistence)
+    std::thread::sleep(Duration::from_millis(110)); // the (doubled) backoff
     assert!(sink.flush());
     assert_eq!(sink.buffered(), 0);
     let mut conn = server.client(&server.url());
