@@ -303,16 +303,18 @@ pub fn run_kafka(topology: &Topology, config: &KafkaConfig) -> Result<RunSummary
         tracing::info!(topic = %t, "created topic");
     }
     let outage = Arc::new(Outage::default());
-    let mut producer_config = client.clone();
+    let mut producer_config = ClientConfig::new();
     producer_config
         .set("enable.idempotence", "true")
         .set("partitioner", "murmur2_random") // keyed records land where Java clients put them
-        .set("linger.ms", "5");
+        .set("linger.ms", "5")
+        .set("transaction.timeout.ms", "10000");
+    for (k, v) in client.config_map().iter() {
+        producer_config.set(*k, *v); // the user's settings win
+    }
     if config.exactly_once {
         let id = instance_id(config)?;
-        producer_config
-            .set("transactional.id", format!("{}-{id}", config.application_id))
-            .set("transaction.timeout.ms", "10000");
+        producer_config.set("transactional.id", format!("{}-{id}", config.application_id));
     }
     let mut deliveries = Deliveries::default();
     let o = outage.clone();
@@ -408,15 +410,24 @@ impl Runner<'_> {
     fn run(&mut self) -> Result<()> {
         let mut last_commit = Instant::now();
         let mut last_wall_clock = Instant::now();
+        let mut last_redis_flush = Instant::now();
         loop {
             if self.config.stopping() {
                 self.summary.stopped = true;
                 return Ok(());
             }
-            self.poll_batch()?;
+            let polled = self.poll_batch()?;
             self.finish_restores()?;
             self.engine.run()?;
             self.produce_outbox()?;
+            // Redis writes become visible as soon as input pauses (at least every millisecond under
+            // load), not only at commits (at-least-once; under exactly-once they wait for the commit).
+            if !self.config.exactly_once && (polled == 0 || last_redis_flush.elapsed() >= Duration::from_millis(1)) {
+                if let Some((sink, _)) = self.redis.as_mut() {
+                    sink.flush();
+                }
+                last_redis_flush = Instant::now();
+            }
             self.apply_group_events()?;
             if last_wall_clock.elapsed() >= Duration::from_millis(100) {
                 let now = now_ms();
@@ -433,14 +444,16 @@ impl Runner<'_> {
     }
 
     /// Polls up to `max_poll_records` records (waiting up to 100 ms for the first) and hands them to the
-    /// tasks; stops early when a rebalance is pending.
-    fn poll_batch(&mut self) -> Result<()> {
+    /// tasks; stops early when a rebalance is pending. Returns how many were polled.
+    fn poll_batch(&mut self) -> Result<usize> {
         let mut timeout = Duration::from_millis(100);
+        let mut polled = 0;
         for _ in 0..self.config.max_poll_records {
-            let Some(polled) = self.consumer.poll(timeout) else { break };
+            let Some(message) = self.consumer.poll(timeout) else { break };
             timeout = Duration::ZERO;
-            match polled {
+            match message {
                 Ok(m) => {
+                    polled += 1;
                     self.outage.reachable();
                     self.last_consume_error = None;
                     let topic = m.topic().to_string();
@@ -475,7 +488,7 @@ impl Runner<'_> {
                 break;
             }
         }
-        Ok(())
+        Ok(polled)
     }
 
     fn deliver(&mut self, (topic, partition): &(String, i32), offset: i64, raw: RawRecord) -> Result<()> {
