@@ -155,6 +155,10 @@ fn transaction(n: u64) -> (String, String, bool) {
 fn instance(spec: &str) {
     let mut parts = spec.split('|');
     let (bootstrap, dir, redis) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone()).unwrap();
     let mut cfg = topology::KafkaConfig::new("fraud", bootstrap, dir);
@@ -163,7 +167,7 @@ fn instance(spec: &str) {
         ("heartbeat.interval.ms".into(), "1000".into()),
         ("fetch.wait.max.ms".into(), "5".into()),
     ];
-    cfg.commit_interval = Duration::from_millis(1000);
+    cfg.commit_interval = Duration::from_millis(std::env::var("BENCH_COMMIT_MS").map_or(1000, |v| v.parse().unwrap()));
     cfg.redis = Some(topology::RedisOutput {
         url: redis.to_string(),
         mapper: std::sync::Arc::new(|t: &str, r: &topology::RawRecord| fraud::redis_commands(t, r)),
@@ -187,7 +191,7 @@ fn run_kafka(rate: u64, seconds: u64) -> (usize, [i64; 2], [i64; 2]) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env(CHILD, format!("{}|{}|{}", broker.bootstrap(), dir.path().display(), redis.url()))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create("/tmp/fraud-bench-instance.log").unwrap())
         .spawn()
         .unwrap();
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()

@@ -338,12 +338,17 @@ impl Engine {
 
     /// Commits every task (state, then what the commit forwarded is routed).
     pub(crate) fn commit(&mut self) -> Result<(), Error> {
+        // Every task sends its changelog records first; then each waits for its own (one round trip
+        // for all, on a remote changelog).
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-        for id in ids {
-            let task = self.tasks.get_mut(&id).expect("task exists");
-            task.commit()?;
+        for id in &ids {
+            let task = self.tasks.get_mut(id).expect("task exists");
+            task.commit_prepare()?;
             let out = task.take_output();
             self.route(out)?;
+        }
+        for id in &ids {
+            self.tasks.get_mut(id).expect("task exists").commit_finish()?;
         }
         self.run()
     }

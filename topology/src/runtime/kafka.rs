@@ -602,9 +602,11 @@ impl Runner<'_> {
 
     /// Commits state, outputs and consumed offsets together (see the module docs).
     fn commit(&mut self) -> Result<()> {
+        let started = Instant::now();
         self.engine.run()?;
         self.engine.commit()?;
         self.produce_outbox()?;
+        let state_ms = started.elapsed().as_millis() as u64;
         let offsets = self.owned_offsets(None)?;
         if self.config.exactly_once {
             if offsets.count() > 0 {
@@ -632,25 +634,22 @@ impl Runner<'_> {
             sink.flush();
         }
         self.summary.commits += 1;
+        tracing::debug!(state_ms, total_ms = started.elapsed().as_millis() as u64, "committed");
         Ok(())
     }
 
     /// At-least-once: every produced record must be acknowledged before offsets past its input commit.
     fn wait_for_deliveries(&mut self) -> Result<()> {
-        let mut waiting = false;
-        loop {
-            match self.producer.flush(Duration::from_secs(30)) {
-                Ok(()) => break,
-                Err(e) => {
-                    if !waiting {
-                        tracing::warn!(error = %e, "outputs wait for the cluster");
-                        waiting = true;
-                    }
-                    if self.producer.context().take_error().is_some() {
-                        break;
-                    }
-                }
+        // Waits on the in-flight count (the producer's thread serves delivery reports); not
+        // `Producer::flush`, whose polling has a 100 ms granularity.
+        let started = Instant::now();
+        let mut warned = false;
+        while self.producer.in_flight_count() > 0 && !self.producer.context().has_error() {
+            if !warned && started.elapsed() > Duration::from_secs(30) {
+                tracing::warn!("outputs wait for the cluster");
+                warned = true;
             }
+            std::thread::sleep(Duration::from_micros(200));
         }
         if let Some(e) = self.producer.context().take_error() {
             return Err(kafka_error("a produced record was not delivered", e));

@@ -49,7 +49,7 @@ impl Deliveries {
     pub(crate) fn take_error(&self) -> Option<String> {
         self.error.lock().expect("not poisoned").take()
     }
-    fn has_error(&self) -> bool {
+    pub(crate) fn has_error(&self) -> bool {
         self.error.lock().expect("not poisoned").is_some()
     }
 }
@@ -180,26 +180,22 @@ impl Changelog for KafkaChangelog {
     }
 
     fn flush(&mut self) -> Result<u64> {
-        // Waits while the cluster is unreachable (librdkafka keeps retrying until `message.timeout.ms`,
-        // then reports the record as failed): an outage blocks the commit, it never loses a write.
-        let mut waiting_since: Option<Instant> = None;
+        // The producer's own thread sends and serves delivery reports; this waits on the count (not
+        // `Producer::flush`, whose polling has a 100 ms granularity). While the cluster is unreachable
+        // librdkafka keeps retrying until `message.timeout.ms`, then reports the record as failed: an
+        // outage blocks the commit, it never loses a write.
+        let started = Instant::now();
+        let mut warned = false;
         let ctx = self.producer.context();
-        while ctx.count(&self.topic, self.partition) < self.sent {
-            if ctx.has_error() {
-                break;
+        while ctx.count(&self.topic, self.partition) < self.sent && !ctx.has_error() {
+            if !warned && started.elapsed() > self.timeout {
+                tracing::warn!(topic = %self.topic, "changelog writes wait for the cluster");
+                warned = true;
             }
-            if let Err(e) = self.producer.flush(self.timeout) {
-                if waiting_since.is_none() {
-                    tracing::warn!(topic = %self.topic, error = %e, "changelog writes wait for the cluster");
-                    waiting_since = Some(Instant::now());
-                }
-            }
-            if ctx.count(&self.topic, self.partition) < self.sent && !ctx.has_error() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            std::thread::sleep(Duration::from_micros(200));
         }
-        if let Some(since) = waiting_since {
-            tracing::info!(topic = %self.topic, waited_ms = since.elapsed().as_millis() as u64, "changelog writes resumed");
+        if warned {
+            tracing::info!(topic = %self.topic, waited_ms = started.elapsed().as_millis() as u64, "changelog writes resumed");
         }
         if let Some(e) = ctx.take_error() {
             return Err(kafka(&self.topic, "a record was not delivered", e));

@@ -241,14 +241,22 @@ impl Task {
         }
     }
 
-    /// Forwards held-back table changes, then commits state: caches → stores → changelogs → checkpoint
-    /// (a no-op for in-memory state).
-    pub(crate) fn commit(&mut self) -> crate::Result<()> {
+    /// First half of a commit (every task's, before any waits; see `Engine::commit`): held-back changes
+    /// forwarded, caches flushed into the stores (changelog records sent, not yet waited for).
+    pub(crate) fn commit_prepare(&mut self) -> crate::Result<()> {
         for p in &self.punctuators {
             p.borrow_mut().commit(&mut self.ctx);
         }
+        if self.state.is_some() {
+            StateManager::flush_stores(&self.stores)?;
+        }
+        self.check_errors()
+    }
+
+    /// Second half: changelogs flushed, checkpoint written.
+    pub(crate) fn commit_finish(&mut self) -> crate::Result<()> {
         if let Some(sm) = self.state.as_mut() {
-            sm.commit(&self.stores, self.ctx.stream_time, false)?;
+            sm.finish_commit(self.ctx.stream_time, false)?;
         }
         self.check_errors()
     }
