@@ -127,8 +127,8 @@ fn group_key(user_id: i64, product_id: &str) -> String {
 #[processor(
     stores(
         clicks: window<String, Vec<ClickRef>>(retention_ms = 3615000),
-        pending: window<String, Checkout>(retention_ms = 3615000),
         seen: window<String, bool>(retention_ms = 3615000),
+        pending: key_value<u8, Vec<(i64, Checkout)>>,
         next_due: key_value<u8, i64>
     ),
     punctuate(stream_time = 1000, call = emit_due_on_tick)
@@ -164,11 +164,13 @@ fn attribute(ctx: &mut ProcessorContext<'_, i64, Outcome>, stores: &AttributeSto
                 return;
             }
             stores.seen.borrow_mut().put(&id, t, true);
-            stores.pending.borrow_mut().put(&id, t, checkout);
-            let due = t.saturating_add(GRACE_MS);
-            if stores.next_due.borrow().get(&0).is_none_or(|d| due < d) {
-                stores.next_due.borrow_mut().put(&0, due);
-            }
+            // Checkouts waiting for their grace are few (those of the last 15 s of stream time): one
+            // list, ordered by time, under a single key; emission takes from its front.
+            let mut pending = stores.pending.borrow().get(&0).unwrap_or_default();
+            let at = pending.partition_point(|(pt, pc)| (*pt, &pc.checkout_id) <= (t, &id));
+            pending.insert(at, (t, checkout));
+            stores.next_due.borrow_mut().put(&0, pending[0].0.saturating_add(GRACE_MS));
+            stores.pending.borrow_mut().put(&0, pending);
         }
     }
     emit_due(ctx, stores, now);
@@ -186,15 +188,24 @@ fn emit_due_on_tick(ctx: &mut ProcessorContext<'_, i64, Outcome>, stores: &Attri
 
 /// Emits every pending checkout whose time + grace has been reached, oldest first.
 fn emit_due(ctx: &mut ProcessorContext<'_, i64, Outcome>, stores: &AttributeStores, now: i64) {
-    // The earliest due time is remembered, so most records cost one lookup, not a scan.
-    if now == i64::MIN || stores.next_due.borrow().get(&0).is_none_or(|d| now < d) && now != i64::MAX {
+    // The earliest due time is kept apart, so most records cost one small lookup.
+    if now == i64::MIN || stores.next_due.borrow().get(&0).is_none_or(|due| now < due) {
         return;
     }
-    // Nothing pending is older than the bookkeeping horizon (older checkouts are rejected on arrival).
-    let from = if now == i64::MAX { i64::MIN / 2 } else { now.saturating_sub(2 * (WINDOW_MS + GRACE_MS)) };
-    let due = stores.pending.borrow().fetch_all(from, now.saturating_sub(GRACE_MS));
-    for (id, t, checkout) in due {
-        stores.pending.borrow_mut().remove(&id, t);
+    let Some(mut pending) = stores.pending.borrow().get(&0) else { return };
+    let cut = pending.partition_point(|(t, _)| t.saturating_add(GRACE_MS) <= now);
+    if cut == 0 {
+        return;
+    }
+    let due: Vec<(i64, Checkout)> = pending.drain(..cut).collect();
+    if pending.is_empty() {
+        stores.pending.borrow_mut().delete(&0);
+        stores.next_due.borrow_mut().delete(&0);
+    } else {
+        stores.next_due.borrow_mut().put(&0, pending[0].0.saturating_add(GRACE_MS));
+        stores.pending.borrow_mut().put(&0, pending);
+    }
+    for (t, checkout) in due {
         let key = group_key(checkout.user_id, &checkout.product_id);
         let candidates = stores.clicks.borrow().fetch_range(&key, t - WINDOW_MS, t);
         // Earliest time first (the store orders by time); ties: the smaller click id.
@@ -218,13 +229,6 @@ fn emit_due(ctx: &mut ProcessorContext<'_, i64, Outcome>, stores: &AttributeStor
         };
         // Stamped with the moment it became due: the user table is joined as of then.
         ctx.forward(Record::new(checkout.user_id, Outcome::Attributed(out), t + GRACE_MS));
-    }
-    let rest = stores.pending.borrow().fetch_all(now.saturating_sub(GRACE_MS).saturating_add(1), i64::MAX / 2);
-    match rest.first() {
-        Some((_, t, _)) => stores.next_due.borrow_mut().put(&0, t.saturating_add(GRACE_MS)),
-        None => {
-            stores.next_due.borrow_mut().delete(&0);
-        }
     }
 }
 

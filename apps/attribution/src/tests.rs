@@ -215,7 +215,7 @@ fn state_is_bounded_old_clicks_and_emitted_checkouts_leave_the_stores() {
     f.advance(T0 + 2 * MIN);
     assert_eq!(f.outputs().len(), 50);
     assert!(f.driver.window_all::<String, Vec<ClickRef>>("attribute-clicks").len() >= 50);
-    assert!(f.driver.window_all::<String, Checkout>("attribute-pending").is_empty(), "emitted ones leave");
+    assert!(f.driver.kv_all::<u8, Vec<(i64, Checkout)>>("attribute-pending").is_empty(), "emitted ones leave");
     // Hours later only recent entries remain.
     f.advance(T0 + 3 * WINDOW_MS);
     f.advance(T0 + 3 * WINDOW_MS + 1000);
