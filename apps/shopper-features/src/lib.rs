@@ -1,1 +1,6 @@
-//! Placeholder: the shopper-features topology lands with its own issue.
+//! Snowplow ecommerce events → rolling and session-window shopper features in Redis.
+//!
+//! So far: [`enriched`], the reusable parser of Snowplow enriched TSV lines into the analytics SDKs'
+//! JSON. The topology lands with the rest of its issue.
+
+pub mod enriched;
