@@ -226,7 +226,7 @@ fn schema_key(i: usize, schema: &str) -> Result<String, EnrichedError> {
 }
 
 /// The `{"schema", "data"}` pairs inside a self-describing wrapper.
-fn self_describing<'a>(i: usize, v: &'a Value) -> Result<(&'a str, &'a Value), EnrichedError> {
+fn self_describing(i: usize, v: &Value) -> Result<(&str, &Value), EnrichedError> {
     let schema =
         v.get("schema").and_then(Value::as_str).ok_or_else(|| bad(i, "self-describing JSON without `schema`"))?;
     let data = v.get("data").ok_or_else(|| bad(i, "self-describing JSON without `data`"))?;
