@@ -70,32 +70,6 @@ fn a_replay_of_generated_files_attributes_every_checkout_by_the_rules() {
     assert_eq!(summary.dead_lettered, 0);
 }
 
-/// Produces `lines` of a generated file to `topic`, keyed by `key(line)`, stamped with `time(line)`.
-fn produce(
-    broker: &topology::testing::Broker,
-    topic: &str,
-    lines: &[String],
-    key: impl Fn(&serde_json::Value) -> String,
-) {
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let producer: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("partitioner", "murmur2_random")
-        .create()
-        .unwrap();
-    for line in lines {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let k = key(&v);
-        let ts = v["datetime_occured"].as_str().map_or(0, |t| parse_timestamp(t).unwrap());
-        let mut record = BaseRecord::to(topic).key(&k).payload(line).timestamp(ts);
-        while let Err((_, r)) = producer.send(record) {
-            record = r;
-            producer.poll(std::time::Duration::from_millis(5));
-        }
-    }
-    producer.flush(std::time::Duration::from_secs(30)).unwrap();
-}
-
 #[test]
 fn on_kafka_generated_traffic_is_attributed_by_the_rules() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,23 +101,11 @@ fn on_kafka_generated_traffic_is_attributed_by_the_rules() {
     // be (a backlog of several topics is read in no particular order across partitions): users, clicks,
     // the checkouts that follow them, then a click two hours later on many keys, so every task's stream
     // time passes the last checkout's grace (Kafka has no end of input).
-    let committed = |topic: &str| -> i64 {
-        let c: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", broker.bootstrap())
-            .set("group.id", AttributionApp::ID)
-            .create()
-            .unwrap();
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        tpl.add_partition(topic, 0);
-        tpl.add_partition(topic, 1);
-        c.committed_offsets(tpl, Duration::from_secs(10)).map_or(0, |t| {
-            t.elements().iter().map(|e| if let rdkafka::Offset::Offset(o) = e.offset() { o } else { 0 }).sum()
-        })
-    };
+    let committed = |topic: &str| crate::committed(&broker, AttributionApp::ID, topic, 2);
     let deadline = Instant::now() + Duration::from_secs(120);
     let feed = |topic: &str, lines: &[String], key: &dyn Fn(&serde_json::Value) -> String| {
         let before = committed(topic);
-        produce(&broker, topic, lines, key);
+        crate::produce(&broker, topic, lines, key, "datetime_occured");
         while committed(topic) < before + lines.len() as i64 {
             assert!(Instant::now() < deadline, "{topic} not consumed");
             std::thread::sleep(Duration::from_millis(200));

@@ -90,3 +90,83 @@ fn with_redis_down_alerts_still_reach_the_topic_and_redis_catches_up_when_it_ret
     assert_eq!(keys.len(), users.len(), "a last score per user, none lost");
     assert_eq!(summary.redis_commands, summary.records_out["transactions_scored"] + 2 * alert_lines.len() as u64);
 }
+
+/// The transactions that require review, by id, from envelope lines or raw values.
+fn reviewed(values: impl Iterator<Item = serde_json::Value>) -> std::collections::BTreeSet<String> {
+    values
+        .filter(|v| v["requires_review"] == true)
+        .map(|v| v["transaction"]["transaction_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn through_the_broker_the_same_traffic_raises_the_same_alerts_as_on_files() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    use topology::testing::{Broker, Build};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_files(&GenConfig { seed: 21, rate: 5, seconds: 240, ..Default::default() }, &data).unwrap();
+    let lines = |name: &str| -> Vec<String> {
+        std::fs::read_to_string(data.join(format!("{name}.jsonl"))).unwrap().lines().map(str::to_string).collect()
+    };
+    // On files.
+    let scored = dir.path().join("scored.jsonl");
+    let mut cfg = EmbeddedConfig::new(FraudApp::ID, dir.path().join("embedded"));
+    cfg.inputs.push(("transactions".into(), Input::File(data.join("transactions.jsonl"))));
+    cfg.inputs.push(("user_events".into(), Input::File(data.join("user_events.jsonl"))));
+    cfg.outputs.push(("transactions_scored".into(), Output::File(scored.clone())));
+    run_embedded(&FraudApp::topology().unwrap(), &cfg).unwrap();
+    let on_files = reviewed(
+        std::fs::read_to_string(&scored)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["value"].clone()),
+    );
+    assert!(on_files.len() > 5, "{on_files:?}");
+
+    // Through the broker: logins first (each fraud login precedes its transactions), then transactions,
+    // keyed by user so each user's records keep their order.
+    let broker = Broker::start(Build::CratesIo);
+    broker.create_topic("transactions", 2);
+    broker.create_topic("user_events", 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut kcfg = topology::KafkaConfig::new(FraudApp::ID, &broker.bootstrap(), dir.path().join("kafka"));
+    kcfg.properties =
+        vec![("session.timeout.ms".into(), "6000".into()), ("heartbeat.interval.ms".into(), "1000".into())];
+    kcfg.commit_interval = Duration::from_millis(200);
+    kcfg.stop = Some(stop.clone());
+    let run = std::thread::spawn(move || topology::run_kafka(&FraudApp::topology().unwrap(), &kcfg));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let user = |v: &serde_json::Value| v["user_id"].as_str().unwrap().to_string();
+    let events = lines("user_events");
+    crate::produce(&broker, "user_events", &events, user, "timestamp");
+    while crate::committed(&broker, FraudApp::ID, "user_events", 2) < events.len() as i64 {
+        assert!(Instant::now() < deadline, "user events not consumed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let transactions = lines("transactions");
+    crate::produce(&broker, "transactions", &transactions, user, "timestamp");
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "checker")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["transactions_scored"]).unwrap();
+    let mut values = Vec::new();
+    while values.len() < transactions.len() && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            values.push(serde_json::from_slice::<serde_json::Value>(m.payload().unwrap()).unwrap());
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    run.join().unwrap().unwrap();
+    assert_eq!(values.len(), transactions.len(), "every transaction scored once");
+    assert_eq!(reviewed(values.into_iter()), on_files);
+}
