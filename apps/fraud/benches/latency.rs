@@ -166,6 +166,7 @@ fn instance(spec: &str) {
         ("session.timeout.ms".into(), "6000".into()),
         ("heartbeat.interval.ms".into(), "1000".into()),
         ("fetch.wait.max.ms".into(), "5".into()),
+        ("linger.ms".into(), std::env::var("BENCH_LINGER_MS").unwrap_or("5".into())),
     ];
     cfg.commit_interval = Duration::from_millis(std::env::var("BENCH_COMMIT_MS").map_or(1000, |v| v.parse().unwrap()));
     cfg.redis = Some(topology::RedisOutput {
