@@ -6,3 +6,4 @@
 
 pub mod enriched;
 pub mod event;
+pub mod generator;
