@@ -391,6 +391,34 @@ pub fn parse_timestamp(text: &str) -> Result<i64, String> {
     Ok(((days * 24 + hour) * 60 + minute - offset_minutes) * 60_000 + second * 1000 + millis)
 }
 
+/// Formats epoch milliseconds as RFC 3339 in UTC with milliseconds, the inverse of [`parse_timestamp`].
+///
+/// ```
+/// use topology::{format_timestamp, parse_timestamp};
+/// assert_eq!(format_timestamp(1_704_067_323_456), "2024-01-01T00:02:03.456Z");
+/// assert_eq!(parse_timestamp(&format_timestamp(-1)).unwrap(), -1);
+/// ```
+pub fn format_timestamp(ms: i64) -> String {
+    // Civil from days (proleptic Gregorian), Howard Hinnant's algorithm.
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

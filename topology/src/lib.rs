@@ -71,8 +71,8 @@ mod topology;
 mod window;
 
 pub use derive_support::{
-    agg, parse_timestamp, Aggregator, Application, DeclaredProcessor, EventTime, Numeric, RecordKey, Subtractable,
-    TopicRecord,
+    agg, format_timestamp, parse_timestamp, Aggregator, Application, DeclaredProcessor, EventTime, Numeric, RecordKey,
+    Subtractable, TopicRecord,
 };
 pub use dsl::{
     BranchedKStream, Consumed, GlobalKTable, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized,

@@ -36,6 +36,30 @@ fn age(alert: &serde_json::Value, now: i64) -> Option<i64> {
     Some(now - topology::parse_timestamp(ts).ok()?)
 }
 
+/// Ages of the alerts published on `alerts:fraud`, from a subscriber thread (subscribed on return).
+fn subscribe_alerts(url: &str) -> mpsc::Receiver<i64> {
+    let (tx, rx) = mpsc::channel();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let mut conn = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+        let mut ps = conn.as_pubsub();
+        ps.subscribe("alerts:fraud").unwrap();
+        let _ = ready_tx.send(());
+        while let Ok(msg) = ps.get_message() {
+            let payload: String = msg.get_payload().unwrap();
+            let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+            if let Some(a) = age(&v, now_ms()) {
+                if tx.send(a).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    ready_rx.recv().unwrap();
+    rx
+}
+
 fn run(rate: u64, seconds: u64) -> (usize, [i64; 2], [i64; 2]) {
     let redis = RedisServer::start(None, None);
     let dir = tempfile::tempdir().unwrap();
@@ -64,29 +88,7 @@ fn run(rate: u64, seconds: u64) -> (usize, [i64; 2], [i64; 2]) {
             }
         }
     });
-    // Alerts in Redis (a subscriber).
-    let (redis_tx, redis_rx) = mpsc::channel();
-    let url = redis.url();
-    let subscribed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ready = subscribed.clone();
-    std::thread::spawn(move || {
-        let mut conn = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
-        let mut ps = conn.as_pubsub();
-        ps.subscribe("alerts:fraud").unwrap();
-        ready.store(true, std::sync::atomic::Ordering::SeqCst);
-        while let Ok(msg) = ps.get_message() {
-            let payload: String = msg.get_payload().unwrap();
-            let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
-            if let Some(a) = age(&v, now_ms()) {
-                if redis_tx.send(a).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    while !subscribed.load(std::sync::atomic::Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let redis_rx = subscribe_alerts(&redis.url());
     let mut stdin = std::io::BufWriter::new(child.stdin.take().unwrap());
     let start = Instant::now();
     let total = rate * seconds;
@@ -97,19 +99,9 @@ fn run(rate: u64, seconds: u64) -> (usize, [i64; 2], [i64; 2]) {
             stdin.flush().unwrap();
             std::thread::sleep(wait);
         }
-        let fraud = n % 20 == 0;
+        let (_, line, fraud) = transaction(n);
         frauds += usize::from(fraud);
-        let (user, amount, device) = if fraud {
-            (format!("f{n}"), 9000.0, "dx".to_string())
-        } else {
-            (format!("u{}", n % 1000), 50.0, format!("d{}", n % 1000))
-        };
-        let ts = fraud::generator::rfc3339(now_ms());
-        writeln!(
-            stdin,
-            r#"{{"transaction_id":"t{n}","user_id":"{user}","amount":{amount},"payment_method":"credit_card","timestamp":"{ts}","country":"US","device_id":"{device}","shipping_address":{{"country":"US"}},"billing_address":{{"country":"US"}}}}"#
-        )
-        .unwrap();
+        writeln!(stdin, "{line}").unwrap();
     }
     stdin.flush().unwrap();
     let collect = |rx: &mpsc::Receiver<i64>| {
@@ -144,7 +136,7 @@ fn transaction(n: u64) -> (String, String, bool) {
     } else {
         (format!("u{}", n % 1000), 50.0, format!("d{}", n % 1000))
     };
-    let ts = fraud::generator::rfc3339(now_ms());
+    let ts = topology::format_timestamp(now_ms());
     let line = format!(
         r#"{{"transaction_id":"t{n}","user_id":"{user}","amount":{amount},"payment_method":"credit_card","timestamp":"{ts}","country":"US","device_id":"{device}","shipping_address":{{"country":"US"}},"billing_address":{{"country":"US"}}}}"#
     );
@@ -209,22 +201,7 @@ fn run_kafka(rate: u64, seconds: u64) -> (usize, [i64; 2], [i64; 2]) {
         std::thread::sleep(Duration::from_millis(100));
     }
     consumer.subscribe(&["fraud_alerts"]).unwrap();
-    let (redis_tx, redis_rx) = mpsc::channel();
-    let url = redis.url();
-    std::thread::spawn(move || {
-        let mut conn = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
-        let mut ps = conn.as_pubsub();
-        ps.subscribe("alerts:fraud").unwrap();
-        while let Ok(msg) = ps.get_message() {
-            let payload: String = msg.get_payload().unwrap();
-            let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
-            if let Some(a) = age(&v, now_ms()) {
-                if redis_tx.send(a).is_err() {
-                    break;
-                }
-            }
-        }
-    });
+    let redis_rx = subscribe_alerts(&redis.url());
     let producer: BaseProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("partitioner", "murmur2_random")

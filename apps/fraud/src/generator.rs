@@ -28,28 +28,6 @@ impl Default for GenConfig {
     }
 }
 
-/// RFC 3339 in UTC with milliseconds.
-pub fn rfc3339(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
-}
-
 const COUNTRIES: &[&str] = &["US", "DE", "FR", "GB", "BR", "JP"];
 /// The labelled patterns.
 pub const PATTERNS: &[&str] = &["very_high_amount", "card_testing", "velocity", "impossible_travel", "amount_spike"];
@@ -80,7 +58,7 @@ impl Gen {
         let v = json!({
             "transaction_id": id, "user_id": format!("u{user}"), "order_id": format!("o{}", self.n),
             "amount": (amount * 100.0).round() / 100.0, "currency": "USD", "payment_method": method,
-            "items": [format!("p{}", self.rng.random_range(1..50))], "timestamp": rfc3339(t),
+            "items": [format!("p{}", self.rng.random_range(1..50))], "timestamp": topology::format_timestamp(t),
             "ip_address": format!("10.1.{}.{}", user % 250, self.rng.random_range(1..250)), "country": country,
             "device_id": device, "shipping_address": {"country": ship, "city": "Springfield"},
             "billing_address": {"country": country, "city": "Springfield"}
@@ -92,7 +70,7 @@ impl Gen {
         self.n += 1;
         let v = json!({"event_id": format!("ev-{:08}", self.n), "user_id": format!("u{user}"),
             "session_id": format!("s{}", self.n), "event_type": "login", "country": country,
-            "device_id": format!("d{user}"), "timestamp": rfc3339(t)});
+            "device_id": format!("d{user}"), "timestamp": topology::format_timestamp(t)});
         self.events.push((t, v.to_string()));
     }
 }

@@ -3,7 +3,6 @@
 use serde_json::json;
 use topology::{Application, Serdes, TestDriver, TestInputTopic, TestOutputTopic};
 
-use crate::generator::rfc3339;
 use crate::*;
 
 const T0: i64 = 1_700_000_000_000;
@@ -26,7 +25,7 @@ fn fixture() -> Fixture {
 /// A plain transaction of `user` at `t` (known device "d1", matching addresses, card payment).
 fn tx(id: &str, user: &str, amount: f64, t: i64) -> serde_json::Value {
     json!({"transaction_id": id, "user_id": user, "order_id": "o", "amount": amount, "currency": "USD",
-        "payment_method": "credit_card", "items": ["p1"], "timestamp": rfc3339(t), "ip_address": "10.0.0.1",
+        "payment_method": "credit_card", "items": ["p1"], "timestamp": topology::format_timestamp(t), "ip_address": "10.0.0.1",
         "country": "US", "device_id": "d1", "shipping_address": {"country": "US"},
         "billing_address": {"country": "US"}})
 }
@@ -43,7 +42,7 @@ impl Fixture {
     }
     fn login(&self, user: &str, country: &str, t: i64) {
         let v = json!({"event_id": "e", "user_id": user, "session_id": "s", "event_type": "login",
-            "country": country, "device_id": "d1", "timestamp": rfc3339(t)});
+            "country": country, "device_id": "d1", "timestamp": topology::format_timestamp(t)});
         self.events.pipe(String::new(), v.to_string(), t);
     }
     /// A first transaction so the device is known.

@@ -72,12 +72,8 @@ fn a_replay_of_generated_files_attributes_every_checkout_by_the_rules() {
 
 #[test]
 fn on_kafka_generated_traffic_is_attributed_by_the_rules() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::Message;
     use topology::testing::{Broker, Build};
 
     let dir = tempfile::tempdir().unwrap();
@@ -90,26 +86,14 @@ fn on_kafka_generated_traffic_is_attributed_by_the_rules() {
     for t in ["users", "clicks", "checkouts"] {
         broker.create_topic(t, 2);
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut cfg = topology::KafkaConfig::new(AttributionApp::ID, &broker.bootstrap(), dir.path().join("state"));
-    cfg.properties =
-        vec![("session.timeout.ms".into(), "6000".into()), ("heartbeat.interval.ms".into(), "1000".into())];
-    cfg.commit_interval = Duration::from_millis(200);
-    cfg.stop = Some(stop.clone());
-    let run = std::thread::spawn(move || topology::run_kafka(&AttributionApp::topology().unwrap(), &cfg));
+    let app = crate::KafkaApp::start::<AttributionApp>(&broker, &dir.path().join("state"));
     // Traffic in the order it happens, each kind consumed before the next arrives, as live traffic would
     // be (a backlog of several topics is read in no particular order across partitions): users, clicks,
     // the checkouts that follow them, then a click two hours later on many keys, so every task's stream
     // time passes the last checkout's grace (Kafka has no end of input).
-    let committed = |topic: &str| crate::committed(&broker, AttributionApp::ID, topic, 2);
     let deadline = Instant::now() + Duration::from_secs(120);
     let feed = |topic: &str, lines: &[String], key: &dyn Fn(&serde_json::Value) -> String| {
-        let before = committed(topic);
-        crate::produce(&broker, topic, lines, key, "datetime_occured");
-        while committed(topic) < before + lines.len() as i64 {
-            assert!(Instant::now() < deadline, "{topic} not consumed");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        crate::feed(&broker, AttributionApp::ID, topic, lines, key, "datetime_occured", deadline)
     };
     feed("users", &lines("users"), &|v| v["id"].to_string());
     feed("clicks", &lines("clicks"), &|v| v["click_id"].as_str().unwrap().to_string());
@@ -130,24 +114,14 @@ fn on_kafka_generated_traffic_is_attributed_by_the_rules() {
     feed("clicks", &ticks, &|v| v["click_id"].as_str().unwrap().to_string());
 
     let want = expected(&data);
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", "checker")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["attributed_checkouts"]).unwrap();
+    let values = crate::read_values(&broker, "attributed_checkouts", deadline, |v| v.len() >= want.len());
+    let outputs = values.len();
     let mut got = BTreeMap::new();
-    let mut outputs = 0;
-    while got.len() < want.len() && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let a: AttributedCheckout = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            got.insert(a.checkout_id, (a.click_id, a.user_name));
-            outputs += 1;
-        }
+    for v in values {
+        let a: AttributedCheckout = serde_json::from_value(v).unwrap();
+        got.insert(a.checkout_id, (a.click_id, a.user_name));
     }
-    stop.store(true, Ordering::Relaxed);
-    let summary = run.join().unwrap().unwrap();
+    let summary = app.stop();
     let wrong: Vec<_> = want.iter().filter(|(k, v)| got.get(*k) != Some(v)).map(|(k, v)| (k, v, got.get(k))).collect();
     assert!(wrong.is_empty(), "{} of {} differ: {:?}", wrong.len(), want.len(), &wrong[..wrong.len().min(5)]);
     assert_eq!(outputs, want.len(), "one output per checkout");

@@ -101,12 +101,8 @@ fn reviewed(values: impl Iterator<Item = serde_json::Value>) -> std::collections
 
 #[test]
 fn through_the_broker_the_same_traffic_raises_the_same_alerts_as_on_files() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::Message;
     use topology::testing::{Broker, Build};
 
     let dir = tempfile::tempdir().unwrap();
@@ -135,38 +131,14 @@ fn through_the_broker_the_same_traffic_raises_the_same_alerts_as_on_files() {
     let broker = Broker::start(Build::CratesIo);
     broker.create_topic("transactions", 2);
     broker.create_topic("user_events", 2);
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut kcfg = topology::KafkaConfig::new(FraudApp::ID, &broker.bootstrap(), dir.path().join("kafka"));
-    kcfg.properties =
-        vec![("session.timeout.ms".into(), "6000".into()), ("heartbeat.interval.ms".into(), "1000".into())];
-    kcfg.commit_interval = Duration::from_millis(200);
-    kcfg.stop = Some(stop.clone());
-    let run = std::thread::spawn(move || topology::run_kafka(&FraudApp::topology().unwrap(), &kcfg));
+    let app = crate::KafkaApp::start::<FraudApp>(&broker, &dir.path().join("kafka"));
     let deadline = Instant::now() + Duration::from_secs(120);
     let user = |v: &serde_json::Value| v["user_id"].as_str().unwrap().to_string();
-    let events = lines("user_events");
-    crate::produce(&broker, "user_events", &events, user, "timestamp");
-    while crate::committed(&broker, FraudApp::ID, "user_events", 2) < events.len() as i64 {
-        assert!(Instant::now() < deadline, "user events not consumed");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    crate::feed(&broker, FraudApp::ID, "user_events", &lines("user_events"), user, "timestamp", deadline);
     let transactions = lines("transactions");
     crate::produce(&broker, "transactions", &transactions, user, "timestamp");
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", "checker")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["transactions_scored"]).unwrap();
-    let mut values = Vec::new();
-    while values.len() < transactions.len() && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            values.push(serde_json::from_slice::<serde_json::Value>(m.payload().unwrap()).unwrap());
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    run.join().unwrap().unwrap();
+    let values = crate::read_values(&broker, "transactions_scored", deadline, |v| v.len() >= transactions.len());
+    app.stop();
     assert_eq!(values.len(), transactions.len(), "every transaction scored once");
     assert_eq!(reviewed(values.into_iter()), on_files);
 }

@@ -46,3 +46,70 @@ pub(crate) fn committed(broker: &topology::testing::Broker, group: &str, topic: 
         t.elements().iter().map(|e| if let rdkafka::Offset::Offset(o) = e.offset() { o } else { 0 }).sum()
     })
 }
+
+/// Produces `lines` to `topic` (see [`produce`]) and waits until `group` has consumed them.
+pub(crate) fn feed(
+    broker: &topology::testing::Broker,
+    group: &str,
+    topic: &str,
+    lines: &[String],
+    key: impl Fn(&serde_json::Value) -> String,
+    time_field: &str,
+    deadline: std::time::Instant,
+) {
+    let before = committed(broker, group, topic, 2);
+    produce(broker, topic, lines, key, time_field);
+    while committed(broker, group, topic, 2) < before + lines.len() as i64 {
+        assert!(std::time::Instant::now() < deadline, "{topic} not consumed");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// An app on the Kafka runtime in a thread (test client settings, commit every 200 ms).
+pub(crate) struct KafkaApp {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    run: std::thread::JoinHandle<topology::Result<topology::RunSummary>>,
+}
+
+impl KafkaApp {
+    pub(crate) fn start<A: topology::Application>(broker: &topology::testing::Broker, state: &std::path::Path) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut cfg = topology::KafkaConfig::new(A::ID, &broker.bootstrap(), state);
+        cfg.properties =
+            vec![("session.timeout.ms".into(), "6000".into()), ("heartbeat.interval.ms".into(), "1000".into())];
+        cfg.commit_interval = std::time::Duration::from_millis(200);
+        cfg.stop = Some(stop.clone());
+        let run = std::thread::spawn(move || topology::run_kafka(&A::topology().unwrap(), &cfg));
+        KafkaApp { stop, run }
+    }
+
+    pub(crate) fn stop(self) -> topology::RunSummary {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.run.join().unwrap().unwrap()
+    }
+}
+
+/// JSON values read from `topic` from its start, until `done(values)` or the deadline.
+pub(crate) fn read_values(
+    broker: &topology::testing::Broker,
+    topic: &str,
+    deadline: std::time::Instant,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "checker")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut values = Vec::new();
+    while !done(&values) && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(200)) {
+            values.push(serde_json::from_slice(m.payload().unwrap()).unwrap());
+        }
+    }
+    values
+}

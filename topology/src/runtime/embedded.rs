@@ -633,18 +633,12 @@ fn commit(
     engine.run()?;
     engine.commit()?;
     write_outbox(engine, writers, summary, redis)?;
-    if let Some((sink, _)) = redis.as_mut() {
-        sink.flush(); // one attempt; what fails stays buffered and is retried
-    }
+    flush_outputs(writers, redis)?; // Redis: one attempt; what fails stays buffered and is retried
     let mut record = CommitRecord { consumed, ..Default::default() };
     for sink in writers.values_mut() {
-        match sink {
-            Sink::File { writer, path, len } => {
-                writer.flush()?;
-                writer.get_ref().sync_data()?;
-                record.outputs.insert(path.clone(), *len);
-            }
-            Sink::Stdout(w) => w.flush()?,
+        if let Sink::File { writer, path, len } = sink {
+            writer.get_ref().sync_data()?;
+            record.outputs.insert(path.clone(), *len);
         }
     }
     record.positions = sources.iter().filter(|s| s.resumable).map(|s| (s.topic.clone(), s.position)).collect();

@@ -91,24 +91,7 @@ impl Engine {
         if self.keep_records {
             log.records.push((p, offset, raw.clone()));
         }
-        let mut targets: Vec<&mut Task> = Vec::new();
-        if self.global_topics.contains(topic) {
-            targets.extend(self.global.as_mut());
-        }
-        if let Some(subs) = self.consumers.get(topic) {
-            for (id, task) in self.tasks.iter_mut() {
-                if id.partition == p && subs.contains(&id.subtopology) {
-                    targets.push(task);
-                }
-            }
-        }
-        if let Some((last, rest)) = targets.split_last_mut() {
-            for task in rest {
-                task.enqueue(topic, p, offset, raw.clone())?;
-            }
-            last.enqueue(topic, p, offset, raw)?;
-        }
-        Ok(())
+        self.deliver(topic, p, offset, raw)
     }
 
     pub(crate) fn route(&mut self, out: Vec<OutRecord>) -> Result<(), Error> {
@@ -291,17 +274,20 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Hands a record read from a cluster (at its own offset) to the open tasks reading its partition.
+    /// Hands a record at `offset` of `topic`/`partition` (appended here, or read from a cluster) to the
+    /// global task if it reads the topic and to the open tasks reading that partition.
     pub(crate) fn deliver(&mut self, topic: &str, partition: u32, offset: u64, raw: RawRecord) -> Result<(), Error> {
+        let mut targets: Vec<&mut Task> = Vec::new();
         if self.global_topics.contains(topic) {
-            if let Some(g) = self.global.as_mut() {
-                g.enqueue(topic, partition, offset, raw)?;
-            }
-            return Ok(());
+            targets.extend(self.global.as_mut());
         }
-        let ids = self.tasks_reading(topic, partition);
-        let mut targets: Vec<&mut Task> =
-            self.tasks.iter_mut().filter(|(id, _)| ids.contains(id)).map(|(_, t)| t).collect();
+        if let Some(subs) = self.consumers.get(topic) {
+            for (id, task) in self.tasks.iter_mut() {
+                if id.partition == partition && subs.contains(&id.subtopology) {
+                    targets.push(task);
+                }
+            }
+        }
         if let Some((last, rest)) = targets.split_last_mut() {
             for task in rest {
                 task.enqueue(topic, partition, offset, raw.clone())?;

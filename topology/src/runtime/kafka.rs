@@ -39,7 +39,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::embedded::{RedisOutput, RunSummary};
 use super::engine::{Engine, EngineConfig};
 use super::kafka_changelog::{Deliveries, KafkaChangelog, SharedProducer};
-use super::kafka_topics::prepare_topics;
+use super::kafka_topics::{cluster as kafka_error, prepare_topics};
 use crate::error::{Error, Result};
 use crate::record::{Headers, RawRecord};
 use crate::sink::redis::RedisSink;
@@ -103,15 +103,10 @@ impl KafkaConfig {
     }
 }
 
-fn kafka_error(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Io(std::io::Error::other(format!("{what}: {e}")))
-}
-
 /// Logs a cluster outage once when it begins and once when it ends.
 #[derive(Default)]
 struct Outage {
     down: AtomicBool,
-    outages: std::sync::atomic::AtomicU64,
 }
 
 impl Outage {
@@ -119,7 +114,6 @@ impl Outage {
         let all_down = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
         if all_down {
             if !self.down.swap(true, Ordering::SeqCst) {
-                self.outages.fetch_add(1, Ordering::SeqCst);
                 tracing::warn!(reason, "the Kafka cluster is unreachable; retrying");
             }
         } else {

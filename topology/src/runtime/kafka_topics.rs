@@ -25,7 +25,8 @@ pub struct TopicSetup {
     pub created: Vec<String>,
 }
 
-fn cluster(what: &str, e: impl std::fmt::Display) -> Error {
+/// An error talking to the cluster: `what` failed because of `e`.
+pub(crate) fn cluster(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Io(std::io::Error::other(format!("{what}: {e}")))
 }
 
