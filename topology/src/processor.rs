@@ -156,6 +156,7 @@ impl ProcessorInit<'_> {
 /// What a processor can do while processing: forward records, read time and the record's origin.
 pub struct ProcessorContext<'a, K, V> {
     pub(crate) ctx: &'a mut TaskCtx,
+    pub(crate) node: &'a str,
     pub(crate) forward: &'a Forward<K, V>,
 }
 
@@ -189,5 +190,11 @@ impl<K: Clone, V: Clone> ProcessorContext<'_, K, V> {
     /// The application id.
     pub fn application_id(&self) -> &str {
         &self.ctx.application_id
+    }
+    /// Refuses `record` as late: counts it against this processor (`metrics().late`) and routes it as the
+    /// topology's [`LateRecords`](crate::LateRecords) policy says, with `reason` — as the DSL's windowed
+    /// operators do with records for closed windows.
+    pub fn late<K2: serde::Serialize, V2: serde::Serialize>(&mut self, reason: &str, record: &Record<K2, V2>) {
+        self.ctx.late(self.node, reason, record);
     }
 }

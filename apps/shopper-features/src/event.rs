@@ -48,6 +48,35 @@ pub struct ShopperEvent {
     pub has_marketing: bool,
 }
 
+impl ShopperEvent {
+    /// Checks that the event has what its lanes need: a user key; a product for product views and cart
+    /// events, a cart for cart events, the step of a checkout_step, the name of a list_view, and a
+    /// session key for the session lane's events.
+    pub fn check(&self) -> Result<(), EventError> {
+        let missing = |what: &str| Err(EventError::Missing(format!("{} without {what}", self.event_type)));
+        if self.user_key.is_empty() {
+            return missing("user_id or domain_userid");
+        }
+        let t = self.event_type.as_str();
+        if matches!(t, "product_view" | "add_to_cart" | "remove_from_cart") && self.products.is_empty() {
+            return missing("a product entity");
+        }
+        if matches!(t, "add_to_cart" | "remove_from_cart") && self.cart.is_none() {
+            return missing("a cart entity");
+        }
+        if t == "checkout_step" && self.checkout_step.is_none() {
+            return missing("a checkout_step entity");
+        }
+        if t == "list_view" && self.list_name.is_none() {
+            return missing("a list name");
+        }
+        if crate::lanes::in_session_lane(self) && self.session_key.is_empty() {
+            return missing("a client_session entity or domain_sessionid");
+        }
+        Ok(())
+    }
+}
+
 /// Why a record is not a shopper event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
@@ -174,8 +203,11 @@ pub fn from_accelerator(v: &Value) -> Result<ShopperEvent, EventError> {
         page_url: text(enrich.and_then(|e| e.pointer("/client/page/page_url"))),
         useragent: text(enrich.and_then(|e| e.pointer("/client/useragent"))),
         platform: text(enrich.and_then(|e| e.get("platform"))),
-        mkt_campaign: text(marketing.and_then(|m| m.get("campaign"))),
-        has_marketing: marketing.is_some(),
+        // The transformer writes the enriched field names (`mkt_campaign`); older ones wrote `campaign`.
+        mkt_campaign: text(marketing.and_then(|m| m.get("mkt_campaign").or_else(|| m.get("campaign")))),
+        has_marketing: marketing
+            .and_then(|m| m.as_object())
+            .is_some_and(|m| m.values().any(|v| v.as_str().is_some_and(|s| !s.is_empty()))),
     })
 }
 

@@ -1,5 +1,5 @@
-//! `shopper-features gen …` writes sample enriched TSV (the topology's `describe`/`run` land with the
-//! rest of its issue).
+//! `shopper-features describe|run …` (the shared runner) and `shopper-features gen …` (sample enriched
+//! TSV).
 
 use std::process::ExitCode;
 
@@ -25,9 +25,7 @@ struct Gen {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) != Some("gen") {
-        eprintln!("usage: shopper-features gen [--seed N] [--users U] [--minutes M] [--out FILE]");
-        eprintln!("(describe and run land with the shopper-features topology)");
-        return ExitCode::from(2);
+        return topology::app::main::<shopper_features::ShopperFeaturesApp>();
     }
     let g = match Gen::try_parse_from(args.iter().skip(1)) {
         Ok(g) => g,

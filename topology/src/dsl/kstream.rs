@@ -320,7 +320,13 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             processor.init(&mut init)?;
             let schedules = init.schedules;
             let has_timers = !schedules.is_empty();
-            let node = Rc::new(RefCell::new(Process { processor, schedules, forward: b.forward(), _t: PhantomData }));
+            let node = Rc::new(RefCell::new(Process {
+                node: Rc::from(node_name.as_str()),
+                processor,
+                schedules,
+                forward: b.forward(),
+                _t: PhantomData,
+            }));
             if has_timers {
                 b.add_punctuator(node.clone());
             }

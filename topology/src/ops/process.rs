@@ -5,6 +5,7 @@ use crate::record::Record;
 use crate::task::{Downstream, Forward, Punctuator, TaskCtx};
 
 pub(crate) struct Process<P: Processor<K, V>, K, V> {
+    pub(crate) node: std::rc::Rc<str>,
     pub(crate) processor: P,
     pub(crate) schedules: Vec<Schedule>,
     pub(crate) forward: Forward<P::KeyOut, P::ValueOut>,
@@ -22,7 +23,7 @@ impl<P: Processor<K, V>, K, V> Process<P, K, V> {
                 continue;
             }
             if let Some(time) = self.schedules[i].due(now) {
-                let mut pc = ProcessorContext { ctx, forward: &self.forward };
+                let mut pc = ProcessorContext { ctx, node: &self.node, forward: &self.forward };
                 self.processor.punctuate(&mut pc, Punctuation { kind, schedule: i, time });
             }
         }
@@ -31,7 +32,7 @@ impl<P: Processor<K, V>, K, V> Process<P, K, V> {
 
 impl<P: Processor<K, V>, K, V> Downstream<K, V> for Process<P, K, V> {
     fn push(&mut self, ctx: &mut TaskCtx, record: Record<K, V>) {
-        let mut pc = ProcessorContext { ctx, forward: &self.forward };
+        let mut pc = ProcessorContext { ctx, node: &self.node, forward: &self.forward };
         self.processor.process(&mut pc, record);
     }
 }

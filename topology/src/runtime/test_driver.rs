@@ -177,6 +177,12 @@ impl TestDriver {
         s.run()
     }
 
+    /// End of input, as the embedded runtime signals it after a finite replay: stream time jumps to the
+    /// end of time, so every open window closes and emits its final result.
+    pub fn final_flush(&self) -> Result<(), Error> {
+        self.state.borrow_mut().final_flush()
+    }
+
     /// Commits every task: with persistent state, caches are flushed to the stores and changelogs and a
     /// checkpoint is written (a real runtime does this every commit interval).
     pub fn commit(&self) -> Result<(), Error> {
