@@ -82,6 +82,11 @@ struct RunArgs {
     /// Emit the final results of open windows at the end of the input.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "TOPOLOGY_FINAL_FLUSH")]
     final_flush: bool,
+    /// Live input: once a task has had no records for this long (e.g. 30s), its stream time moves on
+    /// with the wall clock, so windows of quiet partitions still close. Off by default; ignored when
+    /// every input is a file.
+    #[arg(long, value_parser = parse_duration, env = "TOPOLOGY_IDLE_ADVANCE")]
+    idle_advance: Option<Duration>,
     /// Partitions per topic (tasks per sub-topology).
     #[arg(long, default_value_t = 1, env = "TOPOLOGY_PARTITIONS")]
     partitions: u32,
@@ -212,6 +217,7 @@ fn run<A: Application>(cli: Cli) -> Result<(), String> {
                 commit_interval,
                 cache_max_bytes,
                 final_flush,
+                idle_advance,
                 partitions,
                 guarantee,
                 commit_every_records,
@@ -241,6 +247,7 @@ fn run<A: Application>(cli: Cli) -> Result<(), String> {
                 cfg.cache_max_bytes = cache_max_bytes;
                 cfg.redis = redis;
                 cfg.stop = Some(stop);
+                cfg.idle_advance = idle_advance;
                 let summary = run_kafka(&topology, &cfg).map_err(|e| e.to_string())?;
                 eprintln!(
                     "stopped: read {:?}, wrote {:?}, commits {}",
@@ -268,6 +275,7 @@ fn run<A: Application>(cli: Cli) -> Result<(), String> {
             cfg.exactly_once = matches!(guarantee, Guarantee::ExactlyOnce);
             cfg.commit_every_records = commit_every_records.max(1);
             cfg.redis = redis;
+            cfg.idle_advance = idle_advance;
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 cfg.progress = Some(progress_bar());
             }

@@ -178,6 +178,33 @@ fn windows_roll_the_event_out_after_their_size_and_zero_the_user_once() {
 }
 
 #[test]
+fn with_idle_advance_a_quiet_input_still_closes_ticks_and_zeroes_features() {
+    let driver = TestDriver::builder(ShopperFeaturesApp::topology().unwrap())
+        .application_id("shopper-features")
+        .idle_advance(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let f = Fixture {
+        input: driver.input_topic(INPUT, Serdes::unit(), Serdes::string()),
+        output: driver.output_topic(OUTPUT, Serdes::string(), Serdes::json::<Feature>()),
+        driver,
+    };
+    f.send(&cart_event("add_to_cart", "u", T0 + S, 0.0, 1.0));
+    assert!(f.latest().is_empty(), "the first tick closes at T0+35s");
+    // No more records: after 30 s of quiet, stream time follows the wall clock.
+    f.driver.advance_wall_clock(std::time::Duration::from_secs(6 * 60)).unwrap();
+    let written = f.written();
+    let adds: Vec<(i64, &str)> = written
+        .iter()
+        .filter(|(k, _, _)| k == "user:u:cart_add_count_5m")
+        .map(|(_, v, t)| ((t - T0) / S, v.as_str()))
+        .collect();
+    let mut want: Vec<(i64, &str)> = (1..=10).map(|i| (i * 30, "1")).collect();
+    want.push((330, "0"));
+    assert_eq!(adds, want, "every tick to T0+5m, then zero once (stream time T0+6m1s)");
+}
+
+#[test]
 fn category_lane_takes_list_names_and_product_categories_and_breaks_ties_by_name() {
     let f = fixture();
     f.send(&list_view("u", T0 + S, "Summer"));

@@ -103,6 +103,10 @@ pub struct EmbeddedConfig {
     /// Set (by a signal handler, say) to stop: reading stops, what was read is processed and committed,
     /// and the run returns (no final flush: the input did not end).
     pub stop: Option<Arc<AtomicBool>>,
+    /// Idle advance for live input (stdin): a task with no records for this long moves its stream time
+    /// on with the wall clock. Off by default, and ignored when every input is a file (a replay's time
+    /// comes from its records only).
+    pub idle_advance: Option<Duration>,
 }
 
 impl EmbeddedConfig {
@@ -123,6 +127,7 @@ impl EmbeddedConfig {
             stop: None,
             progress: None,
             redis: None,
+            idle_advance: None,
         }
     }
 }
@@ -346,12 +351,17 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         application_id: config.application_id.clone(),
         default_partitions: config.partitions,
         partitions: HashMap::new(),
-        wall_clock: 0,
+        wall_clock: super::now_ms(),
         state: Some(state),
         keep_records: false,
         lazy_tasks: false,
     };
     let mut engine = Engine::new(topology, engine_config)?;
+    let live = config.inputs.iter().any(|(_, i)| matches!(i, Input::Stdin));
+    if config.idle_advance.is_some() && !live {
+        tracing::info!("idle advance is off: every input is a file (replay time comes from the records)");
+    }
+    engine.set_idle_advance(config.idle_advance.filter(|_| live));
     let inputs: HashSet<&str> = config.inputs.iter().map(|(t, _)| t.as_str()).collect();
     for t in topology.source_topics() {
         if !inputs.contains(t.as_str()) {
@@ -442,6 +452,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     let mut line = String::new();
     let mut unflushed = false;
     let mut last_output_flush = Instant::now();
+    let mut last_wall_clock = Instant::now();
     loop {
         if config.stop.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
             summary.stopped = true;
@@ -527,6 +538,10 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         if !any && !progressed {
             break;
         }
+        if last_wall_clock.elapsed() >= WALL_CLOCK_TICK {
+            engine.advance_wall_clock(super::now_ms())?;
+            last_wall_clock = Instant::now();
+        }
     }
     engine.run()?;
     if config.final_flush && !summary.stopped {
@@ -572,6 +587,8 @@ struct CommitRecord {
 
 /// How often buffered outputs are flushed while input keeps coming (at-least-once).
 const OUTPUT_FLUSH: Duration = Duration::from_millis(1);
+/// How often wall-clock time (punctuations, idle advance) moves on.
+const WALL_CLOCK_TICK: Duration = Duration::from_millis(100);
 
 /// Makes written output visible: file and stdout buffers are written out (not synced: commits sync),
 /// and buffered Redis commands get one attempt.

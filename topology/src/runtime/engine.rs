@@ -58,6 +58,8 @@ pub(crate) struct Engine {
     /// Every record written goes to the outbox (the Kafka runtime produces them all to the cluster,
     /// repartition topics included, and reads them back through its consumer).
     pub(crate) external: bool,
+    /// Idle advance of every task, ms (see `Task::advance_wall_clock`).
+    idle_advance: Option<i64>,
 }
 
 impl Engine {
@@ -206,6 +208,7 @@ impl Engine {
             sinks: HashSet::new(),
             outbox: Vec::new(),
             external: false,
+            idle_advance: None,
         };
         if !lazy_tasks {
             for &id in &plan.tasks {
@@ -232,9 +235,32 @@ impl Engine {
             self.wall_clock,
         );
         let nodes = &self.topology.subtopologies[id.subtopology];
-        let task = Task::compile(&self.topology.graph, nodes, id, ctx, &self.shared, manager)?;
+        let mut task = Task::compile(&self.topology.graph, nodes, id, ctx, &self.shared, manager)?;
+        task.idle_advance = self.idle_advance;
         self.tasks.insert(id, task);
         Ok(())
+    }
+
+    /// Sets the idle advance of every task, open and future.
+    pub(crate) fn set_idle_advance(&mut self, idle: Option<std::time::Duration>) {
+        self.idle_advance = idle.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        for task in self.tasks.values_mut() {
+            task.idle_advance = self.idle_advance;
+        }
+    }
+
+    /// Moves every task's wall clock to `now` (firing wall-clock punctuations and, for idle tasks with
+    /// an idle advance, stream-time ones) and processes what that produced.
+    pub(crate) fn advance_wall_clock(&mut self, now: i64) -> Result<(), Error> {
+        self.wall_clock = self.wall_clock.max(now);
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            let task = self.tasks.get_mut(&id).expect("task exists");
+            task.advance_wall_clock(now);
+            let out = task.take_output();
+            self.route(out)?;
+        }
+        self.run()
     }
 
     /// A job that restores task `id`'s state on another thread (see `StateManager::prepare`); opening

@@ -70,6 +70,9 @@ pub struct KafkaConfig {
     pub stop: Option<Arc<AtomicBool>>,
     /// Records polled at most before the batch is processed.
     pub max_poll_records: usize,
+    /// Idle advance: a task with no records for this long moves its stream time on with the wall clock
+    /// (off by default; see the README's time model).
+    pub idle_advance: Option<Duration>,
 }
 
 impl KafkaConfig {
@@ -86,6 +89,7 @@ impl KafkaConfig {
             redis: None,
             stop: None,
             max_poll_records: 1000,
+            idle_advance: None,
         }
     }
 
@@ -260,10 +264,6 @@ fn raw_of(m: &BorrowedMessage<'_>) -> RawRecord {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 /// The running instance.
 struct Runner<'a> {
     config: &'a KafkaConfig,
@@ -335,13 +335,14 @@ pub fn run_kafka(topology: &Topology, config: &KafkaConfig) -> Result<RunSummary
         application_id: config.application_id.clone(),
         default_partitions: 1,
         partitions: setup.partitions.clone().into_iter().collect(),
-        wall_clock: now_ms(),
+        wall_clock: super::now_ms(),
         state: Some(state),
         keep_records: false,
         lazy_tasks: true,
     };
     let mut engine = Engine::new(topology, engine_config)?;
     engine.external = true;
+    engine.set_idle_advance(config.idle_advance);
     if !engine.global_topics.is_empty() {
         return Err(kafka_error(
             "global tables are not supported on the Kafka runtime yet",
@@ -424,10 +425,7 @@ impl Runner<'_> {
             }
             self.apply_group_events()?;
             if last_wall_clock.elapsed() >= Duration::from_millis(100) {
-                let now = now_ms();
-                for task in self.engine.tasks.values_mut() {
-                    task.advance_wall_clock(now);
-                }
+                self.engine.advance_wall_clock(super::now_ms())?;
                 last_wall_clock = Instant::now();
             }
             if last_commit.elapsed() >= self.config.commit_interval {

@@ -10,6 +10,11 @@ mod kafka_topics;
 mod partitioner;
 mod test_driver;
 
+/// Wall-clock time, epoch ms.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 pub use embedded::{
     run_embedded, EmbeddedConfig, Input, InputFormat, Output, Progress, ProgressFn, RedisMapper, RedisOutput,
     RunSummary,

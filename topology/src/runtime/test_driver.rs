@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::record::{Headers, RawRecord};
 use crate::serdes::{encode, SerdeRef};
 use crate::state::{Data, KeyValueStoreHandle, SessionStoreHandle, WindowStoreHandle};
-use crate::task::{DeadLetter, RestoreStats, StateConfig, TaskId, TaskMetrics};
+use crate::task::{DeadLetter, RestoreStats, StateConfig, TaskMetrics};
 use crate::topology::Topology;
 use crate::window::Window;
 
@@ -29,6 +29,7 @@ pub struct TestDriverBuilder {
     wall_clock: i64,
     state: Option<StateConfig>,
     keep_records: bool,
+    idle_advance: Option<Duration>,
 }
 
 impl TestDriverBuilder {
@@ -68,6 +69,12 @@ impl TestDriverBuilder {
         self.wall_clock = ms;
         self
     }
+    /// Idle advance: a task with no records for `idle` of wall-clock time
+    /// ([`TestDriver::advance_wall_clock`]) moves its stream time on with the wall clock.
+    pub fn idle_advance(mut self, idle: Duration) -> Self {
+        self.idle_advance = Some(idle);
+        self
+    }
     /// Plans partitions (checking co-partitioning) and compiles every task.
     pub fn build(self) -> Result<TestDriver, Error> {
         let TestDriverBuilder {
@@ -78,6 +85,7 @@ impl TestDriverBuilder {
             wall_clock,
             state,
             keep_records,
+            idle_advance,
         } = self;
         let config = EngineConfig {
             application_id,
@@ -88,7 +96,8 @@ impl TestDriverBuilder {
             keep_records,
             lazy_tasks: false,
         };
-        let state = Engine::new(&topology, config)?;
+        let mut state = Engine::new(&topology, config)?;
+        state.set_idle_advance(idle_advance);
         Ok(TestDriver { state: Rc::new(RefCell::new(state)) })
     }
 }
@@ -139,6 +148,7 @@ impl TestDriver {
             wall_clock: 0,
             state: None,
             keep_records: true,
+            idle_advance: None,
         }
     }
 
@@ -165,16 +175,8 @@ impl TestDriver {
     /// Advances wall-clock time and fires wall-clock punctuations.
     pub fn advance_wall_clock(&self, by: Duration) -> Result<(), Error> {
         let mut s = self.state.borrow_mut();
-        s.wall_clock += by.as_millis() as i64;
-        let now = s.wall_clock;
-        let ids: Vec<TaskId> = s.tasks.keys().copied().collect();
-        for id in ids {
-            let task = s.tasks.get_mut(&id).expect("task exists");
-            task.advance_wall_clock(now);
-            let out = task.take_output();
-            s.route(out)?;
-        }
-        s.run()
+        let now = s.wall_clock + by.as_millis() as i64;
+        s.advance_wall_clock(now)
     }
 
     /// End of input, as the embedded runtime signals it after a finite replay: stream time jumps to the

@@ -117,6 +117,11 @@ pub(crate) struct Task {
     pub(crate) state: Option<StateManager>,
     /// The first store failure; the task stops with it.
     errors: ErrorSlot,
+    /// Idle advance, ms: once no record has arrived for this long of wall-clock time, stream time
+    /// moves on with the wall clock (see [`advance_wall_clock`](Self::advance_wall_clock)).
+    pub(crate) idle_advance: Option<i64>,
+    /// Wall-clock time and stream time when the last record was processed.
+    last_input: Option<(i64, i64)>,
 }
 
 impl Task {
@@ -180,7 +185,18 @@ impl Task {
         }
         sources.sort_by(|a, b| a.0.cmp(&b.0));
         let sources = sources.into_iter().map(|(t, s)| (Arc::from(t), s)).collect();
-        Ok(Task { id, ctx, sources, punctuators, stores, store_handles: handles, state, errors })
+        Ok(Task {
+            id,
+            ctx,
+            sources,
+            punctuators,
+            stores,
+            store_handles: handles,
+            state,
+            errors,
+            idle_advance: None,
+            last_input: None,
+        })
     }
 
     /// The resolved topics this task reads.
@@ -224,14 +240,19 @@ impl Task {
             sm.clock.set(self.ctx.stream_time);
         }
         self.ctx.metrics.processed += 1;
+        self.last_input = Some((self.ctx.wall_clock, self.ctx.stream_time));
         self.sources[i].1.process_next(&mut self.ctx);
         if advanced {
-            for p in &self.punctuators {
-                p.borrow_mut().stream_time_advanced(&mut self.ctx);
-            }
+            self.stream_time_advanced();
         }
         self.check_errors()?;
         Ok(true)
+    }
+
+    fn stream_time_advanced(&mut self) {
+        for p in &self.punctuators {
+            p.borrow_mut().stream_time_advanced(&mut self.ctx);
+        }
     }
 
     fn check_errors(&self) -> crate::Result<()> {
@@ -281,14 +302,28 @@ impl Task {
     /// result is emitted (a replay of finite input becomes a complete batch computation).
     pub(crate) fn final_flush(&mut self) {
         self.ctx.stream_time = i64::MAX;
-        for p in &self.punctuators {
-            p.borrow_mut().stream_time_advanced(&mut self.ctx);
-        }
+        self.stream_time_advanced();
     }
 
     /// Sets wall-clock time and fires wall-clock punctuations that are due.
+    ///
+    /// With an idle advance, a task that has had no record for that long of wall-clock time moves its
+    /// stream time on by the wall-clock time since its last record (like Flink's idleness: windows of
+    /// a quiet partition still close). Stream time never goes back, and a record arriving later that is
+    /// now behind it is late.
     pub(crate) fn advance_wall_clock(&mut self, now: i64) {
         self.ctx.wall_clock = self.ctx.wall_clock.max(now);
+        if let (Some(idle), Some((wall, stream))) = (self.idle_advance, self.last_input) {
+            let quiet = self.ctx.wall_clock - wall;
+            let target = stream.saturating_add(quiet);
+            if quiet >= idle && target > self.ctx.stream_time && self.ctx.stream_time != i64::MAX {
+                self.ctx.stream_time = target;
+                if let Some(sm) = &self.state {
+                    sm.clock.set(target);
+                }
+                self.stream_time_advanced();
+            }
+        }
         for p in &self.punctuators {
             p.borrow_mut().wall_clock_advanced(&mut self.ctx);
         }

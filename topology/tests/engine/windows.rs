@@ -269,3 +269,33 @@ fn late_records_can_be_routed_to_a_topic_as_json() {
     assert_eq!(r.value.value, serde_json::json!(8));
     assert_eq!(d.late_count("counts"), 1);
 }
+
+#[test]
+fn with_idle_advance_a_quiet_task_closes_its_windows_by_the_wall_clock() {
+    let build = |idle: Option<Duration>| {
+        let mut b = StreamsBuilder::new();
+        windowed_counts(TimeWindows::of(ms(60_000)), EmitStrategy::OnWindowClose, &mut b);
+        let mut driver = TestDriver::builder(b.build().unwrap()).wall_clock(1_000_000);
+        if let Some(idle) = idle {
+            driver = driver.idle_advance(idle);
+        }
+        let d = driver.build().unwrap();
+        d.input_topic("in", s(), i()).pipe("a".into(), 1, 10_000);
+        d
+    };
+    let d = build(Some(ms(30_000)));
+    d.advance_wall_clock(ms(29_999)).unwrap();
+    assert_eq!(read(&d), vec![], "not idle for 30 s yet");
+    d.advance_wall_clock(ms(1)).unwrap();
+    // Idle: stream time = 10 s + 30 s of quiet = 40 s; the window [0, 60 s) is still open.
+    assert_eq!(read(&d), vec![]);
+    d.advance_wall_clock(ms(20_000)).unwrap();
+    assert_eq!(read(&d), vec![("a".into(), 0, 60_000, Some(1))], "stream time 60 s closes it");
+    // A record that is now behind stream time is late; a newer one moves stream time as usual.
+    d.input_topic("in", s(), i()).pipe("a".into(), 1, 59_000);
+    assert_eq!(d.metrics().late.values().sum::<u64>(), 1);
+
+    let d = build(None);
+    d.advance_wall_clock(ms(600_000)).unwrap();
+    assert_eq!(read(&d), vec![], "without idle advance only records move stream time");
+}
