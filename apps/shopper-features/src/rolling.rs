@@ -177,40 +177,44 @@ impl<L: Lane> Rolling<L> {
                     break;
                 }
             }
-            emitted_any = false;
-            for w in L::WINDOWS.iter().filter(|w| tick % w.tick == 0) {
-                emitted_any |= self.emit_window(ctx, w, tick);
+            // One scan per tick serves every window that closes at it.
+            let due: Vec<&RollingWindow> = L::WINDOWS.iter().filter(|w| tick % w.tick == 0).collect();
+            let span = due.iter().map(|w| w.tick + w.size).max().unwrap_or(0);
+            let panes = self.panes().borrow().fetch_all(tick - span, tick - 1);
+            emitted_any = !panes.is_empty();
+            for w in due {
+                Self::emit_window(ctx, w, tick, &panes);
             }
             tick += width;
         }
         self.set_progress(NEXT_TICK, tick);
     }
 
-    /// Emits window `w` closing at `tick`; true if any user had events in it or in its predecessor.
-    fn emit_window(&self, ctx: &mut ProcessorContext<'_, String, Feature>, w: &RollingWindow, tick: i64) -> bool {
-        let panes = self.panes().borrow().fetch_all(tick - w.tick - w.size, tick - 1);
-        if panes.is_empty() {
-            return false;
-        }
+    /// Emits window `w` closing at `tick` from `panes` (every user's panes in a span that covers it
+    /// and the window before it, by start).
+    fn emit_window(
+        ctx: &mut ProcessorContext<'_, String, Feature>,
+        w: &RollingWindow,
+        tick: i64,
+        panes: &[(String, i64, L::Pane)],
+    ) {
         // user → the window's combined pane, or None if the user only had events in the previous window.
-        let mut users: BTreeMap<String, Option<L::Pane>> = BTreeMap::new();
-        for (user, start, pane) in panes {
-            let slot = users.entry(user).or_insert(None);
-            if start >= tick - w.size {
+        let mut users: BTreeMap<&str, Option<L::Pane>> = BTreeMap::new();
+        for (user, start, pane) in panes.iter().filter(|(_, start, _)| *start >= tick - w.tick - w.size) {
+            let slot = users.entry(user.as_str()).or_insert(None);
+            if *start >= tick - w.size {
                 match slot {
-                    Some(combined) => L::merge(combined, &pane),
-                    None => *slot = Some(pane),
+                    Some(combined) => L::merge(combined, pane),
+                    None => *slot = Some(pane.clone()),
                 }
             }
         }
         for (user, window) in users {
-            let metrics = L::metrics(&window.unwrap_or_default());
-            for (metric, value) in metrics {
+            for (metric, value) in L::metrics(&window.unwrap_or_default()) {
                 let key = format!("user:{user}:{metric}_{}", w.label);
                 ctx.forward(Record::new(key, Feature::new(value), tick));
             }
         }
-        true
     }
 }
 
@@ -231,8 +235,9 @@ impl<L: Lane> Processor<String, ShopperEvent> for Rolling<L> {
             self.buffer = Some(ctx.window_store(&format!("{}-buffer", L::NAME))?);
             self.memory = Some(ctx.key_value_store(&format!("{}-memory", L::NAME))?);
         }
-        // Ticks close at tick + grace, whichever record (of any lane) moves stream time there; without
-        // records, the idle clock and the final flush move it.
+        // Ticks close at tick + grace (whole seconds), whichever record (of any lane) moves stream time
+        // there; without records, the idle clock and the final flush move it. Checked once per second
+        // of stream time, not per record.
         ctx.schedule(Duration::from_secs(1), PunctuationType::StreamTime);
         Ok(())
     }
@@ -253,7 +258,6 @@ impl<L: Lane> Processor<String, ShopperEvent> for Rolling<L> {
             Some(buffer) => buffer.borrow_mut().put(&(record.key, record.value.event_id.clone()), t, record.value),
             None => self.apply(&record.key, &record.value),
         }
-        self.emit_due(ctx);
     }
 
     fn punctuate(&mut self, ctx: &mut ProcessorContext<'_, String, Feature>, _p: Punctuation) {

@@ -169,6 +169,7 @@ impl Processor<String, ShopperEvent> for Sessions {
     fn init(&mut self, ctx: &mut ProcessorInit<'_>) -> Result<(), TopologyError> {
         self.sessions = Some(ctx.session_store(WINDOWS)?);
         self.next_tick = Some(ctx.key_value_store(PROGRESS)?);
+        // Closes and ticks are checked once per second of stream time, not per record.
         ctx.schedule(Duration::from_secs(1), PunctuationType::StreamTime);
         Ok(())
     }
@@ -193,7 +194,6 @@ impl Processor<String, ShopperEvent> for Sessions {
             self.sessions().borrow_mut().remove(&id, w);
         }
         self.sessions().borrow_mut().put(&id, window, agg);
-        self.advance(ctx);
     }
 
     fn punctuate(&mut self, ctx: &mut ProcessorContext<'_, String, Feature>, _p: Punctuation) {

@@ -277,18 +277,42 @@ fn json_or_text(bytes: &[u8]) -> serde_json::Value {
     }
 }
 
-/// An output line for a record.
+/// An output line for a record: `{"key", "timestamp", "value"[, "headers"]}`, where a key or value that
+/// is JSON is embedded as JSON and anything else as a string (`hex:…` when not UTF-8).
 pub(crate) fn envelope(raw: &RawRecord) -> String {
-    let mut o = serde_json::Map::new();
-    o.insert("key".into(), raw.key.as_deref().map_or(serde_json::Value::Null, json_or_text));
-    o.insert("value".into(), raw.value.as_deref().map_or(serde_json::Value::Null, json_or_text));
-    o.insert("timestamp".into(), raw.timestamp.into());
+    let mut out =
+        String::with_capacity(48 + raw.key.as_ref().map_or(0, Vec::len) + raw.value.as_ref().map_or(0, Vec::len));
+    out.push_str("{\"key\":");
+    push_json_or_text(&mut out, raw.key.as_deref());
+    out.push_str(",\"timestamp\":");
+    out.push_str(&raw.timestamp.to_string());
+    out.push_str(",\"value\":");
+    push_json_or_text(&mut out, raw.value.as_deref());
     if !raw.headers.is_empty() {
         let h: serde_json::Map<String, serde_json::Value> =
             raw.headers.0.iter().map(|(k, v)| (k.clone(), json_or_text(v))).collect();
-        o.insert("headers".into(), h.into());
+        out.push_str(",\"headers\":");
+        out.push_str(&serde_json::Value::Object(h).to_string());
     }
-    serde_json::Value::Object(o).to_string()
+    out.push('}');
+    out
+}
+
+/// Appends `bytes` as JSON: compact one-line JSON as it is (validated without building a value, the
+/// common case), other JSON re-serialized onto one line, anything else as a string.
+fn push_json_or_text(out: &mut String, bytes: Option<&[u8]>) {
+    let Some(bytes) = bytes else {
+        out.push_str("null");
+        return;
+    };
+    let one_line = !bytes.iter().any(|b| matches!(b, b'\n' | b'\r'));
+    if one_line && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            out.push_str(text.trim());
+            return;
+        }
+    }
+    out.push_str(&json_or_text(bytes).to_string());
 }
 
 fn bytes_of(v: &serde_json::Value) -> Option<Vec<u8>> {
