@@ -126,3 +126,57 @@ fn with_redis_every_feature_is_set_with_its_ttl_and_an_outage_loses_nothing() {
         assert!((590..=600).contains(&ttl), "{key}: TTL {ttl}");
     }
 }
+
+#[test]
+fn through_the_broker_every_feature_equals_the_one_computed_on_files() {
+    use std::time::{Duration, Instant};
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::Message;
+    use topology::testing::{Broker, Build};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GenConfig { seed: 11, users: 10, minutes: 15, ..Default::default() };
+    let (_, on_files, _) = run(dir.path(), &cfg, 1, None);
+    let on_files: BTreeSet<String> = on_files.iter().map(|f| f.to_string()).collect();
+
+    let broker = Broker::start(Build::CratesIo);
+    broker.create_topic(shopper_features::INPUT, 1);
+    let app = crate::KafkaApp::start::<ShopperFeaturesApp>(&broker, &dir.path().join("kafka"));
+    let producer: BaseProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", broker.bootstrap()).create().unwrap();
+    for line in generate(&cfg) {
+        // As Snowplow's Kafka sink writes them: no key, the TSV line as the value.
+        let mut record = BaseRecord::<(), str>::to(shopper_features::INPUT).payload(&line);
+        while let Err((_, r)) = producer.send(record) {
+            record = r;
+            producer.poll(Duration::from_millis(5));
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "checker")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[shopper_features::OUTPUT]).unwrap();
+    // Without an end of input, the ticks closed by the last events' stream time are all that is emitted.
+    let (deadline, mut quiet_since) = (Instant::now() + Duration::from_secs(120), Instant::now());
+    let mut through_broker = Vec::new();
+    while Instant::now() < deadline && (through_broker.is_empty() || quiet_since.elapsed() < Duration::from_secs(10)) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+            let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            let ts = m.timestamp().to_millis().unwrap();
+            through_broker.push(serde_json::json!({"key": key, "timestamp": ts, "value": value}).to_string());
+            quiet_since = Instant::now();
+        }
+    }
+    app.stop();
+    assert!(through_broker.len() * 10 > on_files.len() * 8, "{} of {}", through_broker.len(), on_files.len());
+    for f in &through_broker {
+        assert!(on_files.contains(f), "{f} is not among the features computed on files");
+    }
+}
