@@ -106,6 +106,7 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// declared is a compile error at the use. Stores are named `<fn-name>-<store>`.
 ///
 /// - `stores(name: key_value<K, V>, name: window<K, V>(retention_ms = N), name: session<K, V>(retention_ms = N))`
+///   (`N`: any `i64` expression, e.g. a constant)
 /// - `punctuate(stream_time = <ms> | wall_clock = <ms>, call = f)` with `f(ctx, stores, Punctuation)`
 ///
 /// ```

@@ -1,15 +1,91 @@
-//! The four user-keyed lanes: which events each takes, its pane, and its metrics.
+//! The four user-keyed lanes: which events each takes, its pane, its metrics, and its processor
+//! (declared with `#[processor]`: its stores and the once-a-second stream-time punctuation that
+//! closes ticks; the rolling windows themselves are [`Rolling`]).
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 
 use serde::{Deserialize, Serialize};
+use topology::{processor, ProcessorContext, Punctuation, Record};
 
 use crate::event::ShopperEvent;
-use crate::features::decimal2;
-use crate::rolling::{Lane, RollingWindow, FIVE_MINUTES, ONE_DAY, ONE_HOUR};
+use crate::features::{decimal2, Feature};
+use crate::rolling::{pane_retention, Lane, Rolling, RollingWindow, BUFFER_RETENTION, FIVE_MINUTES, ONE_DAY, ONE_HOUR};
+
+/// A lane without memory or reorder buffer over its two stores.
+macro_rules! user_lane {
+    ($(#[$doc:meta])* $process:ident, $stores:ident, $tick:ident, $lane:ident, $pane:ident) => {
+        $(#[$doc])*
+        #[processor(
+            stores(panes: window<String, $pane>(retention_ms = pane_retention($lane::WINDOWS)), progress: key_value<u8, i64>),
+            punctuate(stream_time = 1000, call = $tick)
+        )]
+        pub fn $process(ctx: &mut ProcessorContext<'_, String, Feature>, stores: &$stores, record: Record<String, ShopperEvent>) {
+            stores.rolling().on_event(ctx, record)
+        }
+
+        fn $tick(ctx: &mut ProcessorContext<'_, String, Feature>, stores: &$stores, _: Punctuation) {
+            stores.rolling().on_tick(ctx)
+        }
+
+        impl $stores {
+            fn rolling(&self) -> Rolling<'_, $lane> {
+                Rolling { panes: &self.panes, progress: &self.progress, buffer: None, memory: None, lane: PhantomData }
+            }
+        }
+    };
+}
+
+user_lane!(
+    /// The product lane's processor.
+    product_lane, ProductLaneStores, product_tick, ProductViews, ProductPane
+);
+user_lane!(
+    /// The category lane's processor.
+    category_lane, CategoryLaneStores, category_tick, Categories, CategoryPane
+);
+user_lane!(
+    /// The cart lane's processor.
+    cart_lane, CartLaneStores, cart_tick, CartActions, CartPane
+);
+
+/// The purchase lane's processor: besides panes and progress, the reorder buffer and each user's
+/// latest cart value.
+#[processor(
+    stores(
+        panes: window<String, PurchasePane>(retention_ms = pane_retention(Purchases::WINDOWS)),
+        progress: key_value<u8, i64>,
+        buffer: window<(String, String), ShopperEvent>(retention_ms = BUFFER_RETENTION),
+        memory: key_value<String, Option<f64>>
+    ),
+    punctuate(stream_time = 1000, call = purchase_tick)
+)]
+pub fn purchase_lane(
+    ctx: &mut ProcessorContext<'_, String, Feature>,
+    stores: &PurchaseLaneStores,
+    record: Record<String, ShopperEvent>,
+) {
+    stores.rolling().on_event(ctx, record)
+}
+
+fn purchase_tick(ctx: &mut ProcessorContext<'_, String, Feature>, stores: &PurchaseLaneStores, _: Punctuation) {
+    stores.rolling().on_tick(ctx)
+}
+
+impl PurchaseLaneStores {
+    fn rolling(&self) -> Rolling<'_, Purchases> {
+        Rolling {
+            panes: &self.panes,
+            progress: &self.progress,
+            buffer: Some(&self.buffer),
+            memory: Some(&self.memory),
+            lane: PhantomData,
+        }
+    }
+}
 
 /// product_view → product_view_count, avg_viewed_price, return_view_count, price_range_viewed.
-pub struct ProductLane;
+pub struct ProductViews;
 
 /// What a pane knows of one product.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,7 +110,7 @@ fn widen(range: &mut Option<(f64, f64)>, lo: f64, hi: f64) {
     });
 }
 
-impl Lane for ProductLane {
+impl Lane for ProductViews {
     const NAME: &'static str = "product";
     const WINDOWS: &'static [RollingWindow] = &[FIVE_MINUTES, ONE_HOUR];
     type Pane = ProductPane;
@@ -89,13 +165,15 @@ impl Lane for ProductLane {
 
 /// list_view (label = list name) and product_view (label = product category) → top_category,
 /// unique_categories.
-pub struct CategoryLane;
+pub struct Categories;
 
-impl Lane for CategoryLane {
+/// Label → events.
+pub type CategoryPane = BTreeMap<String, u64>;
+
+impl Lane for Categories {
     const NAME: &'static str = "category";
     const WINDOWS: &'static [RollingWindow] = &[FIVE_MINUTES, ONE_HOUR, ONE_DAY];
-    /// Label → events.
-    type Pane = BTreeMap<String, u64>;
+    type Pane = CategoryPane;
     type Memory = ();
 
     fn add(_: &mut (), pane: &mut BTreeMap<String, u64>, e: &ShopperEvent) {
@@ -128,7 +206,7 @@ impl Lane for CategoryLane {
 }
 
 /// add_to_cart, remove_from_cart → cart_add_count, cart_remove_count, cart_update_frequency.
-pub struct CartLane;
+pub struct CartActions;
 
 /// Adds and removes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,7 +215,7 @@ pub struct CartPane {
     pub removes: u64,
 }
 
-impl Lane for CartLane {
+impl Lane for CartActions {
     const NAME: &'static str = "cart";
     const WINDOWS: &'static [RollingWindow] = &[FIVE_MINUTES, ONE_HOUR];
     type Pane = CartPane;
@@ -170,7 +248,7 @@ impl Lane for CartLane {
 /// An order is a checkout_step with step 2 preceded, in event-time order, by a cart event of the same
 /// user; its value is that cart event's cart total_value plus its products' price (minus, for a
 /// remove). The lane sees events in event-time order (they wait the grace period first).
-pub struct PurchaseLane;
+pub struct Purchases;
 
 /// Orders and their value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -179,7 +257,7 @@ pub struct PurchasePane {
     pub value: f64,
 }
 
-impl Lane for PurchaseLane {
+impl Lane for Purchases {
     const NAME: &'static str = "purchase";
     const WINDOWS: &'static [RollingWindow] = &[ONE_DAY];
     const IN_ORDER: bool = true;

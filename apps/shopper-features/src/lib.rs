@@ -32,8 +32,7 @@ use topology::{
 use crate::event::ShopperEvent;
 use crate::features::Feature;
 use crate::lanes::{CartLane, CategoryLane, ProductLane, PurchaseLane};
-use crate::rolling::Rolling;
-use crate::session::Sessions;
+use crate::session::SessionLane;
 
 /// The input topic.
 pub const INPUT: &str = "snowplow-enriched-good";
@@ -95,11 +94,11 @@ pub fn shopper_features(builder: &mut StreamsBuilder) {
     let by_user = events.select_key(|_, e| e.user_key.clone()).repartition(Repartitioned::as_("by-user"));
     let by_session = events.select_key(|_, e| e.session_key.clone()).repartition(Repartitioned::as_("by-session"));
     let features = [
-        lane(&by_user, "product", lanes::in_product_lane, |s, n| s.process_declared::<Rolling<ProductLane>>(n)),
-        lane(&by_user, "category", lanes::in_category_lane, |s, n| s.process_declared::<Rolling<CategoryLane>>(n)),
-        lane(&by_user, "cart", lanes::in_cart_lane, |s, n| s.process_declared::<Rolling<CartLane>>(n)),
-        lane(&by_user, "purchase", lanes::in_purchase_lane, |s, n| s.process_declared::<Rolling<PurchaseLane>>(n)),
-        lane(&by_session, "session", lanes::in_session_lane, |s, n| s.process_declared::<Sessions>(n)),
+        lane(&by_user, "product", lanes::in_product_lane, |s, n| s.process_declared::<ProductLane>(n)),
+        lane(&by_user, "category", lanes::in_category_lane, |s, n| s.process_declared::<CategoryLane>(n)),
+        lane(&by_user, "cart", lanes::in_cart_lane, |s, n| s.process_declared::<CartLane>(n)),
+        lane(&by_user, "purchase", lanes::in_purchase_lane, |s, n| s.process_declared::<PurchaseLane>(n)),
+        lane(&by_session, "session", lanes::in_session_lane, |s, n| s.process_declared::<SessionLane>(n)),
     ];
     for f in features {
         f.to(OUTPUT, Produced::with(Serdes::string(), Serdes::json::<Feature>()));

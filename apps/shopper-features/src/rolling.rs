@@ -1,7 +1,8 @@
 //! Rolling windows per user, computed from tick-sized panes.
 //!
 //! A lane ([`Lane`]) says how one event changes a pane (an aggregate of the events of one user in
-//! `[p, p + PANE)`) and how panes combine. [`Rolling`] keeps the panes in a window store and, each time
+//! `[p, p + PANE)`) and how panes combine. Its `#[processor]` (in [`crate::lanes`]) hands its stores
+//! to [`Rolling`], which keeps the panes in a window store and, each time
 //! stream time passes a tick plus the grace period, emits for every user with events in a window the
 //! metrics of `tick − size ≤ time < tick` — a hopping window of that size advancing by the tick, emitted
 //! when it closes. So an event costs one pane update, whatever the window sizes (24 h windows would
@@ -15,12 +16,8 @@
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::time::Duration;
 
-use topology::{
-    Data, DeclaredProcessor, KeyValueStoreHandle, Processor, ProcessorContext, ProcessorInit, Punctuation,
-    PunctuationType, Record, StoreBuilder, Stores, TopologyError, WindowStoreHandle,
-};
+use topology::{Data, KeyValueStoreHandle, ProcessorContext, Record, WindowStoreHandle};
 
 use crate::event::ShopperEvent;
 use crate::features::{Feature, GRACE_MS};
@@ -73,55 +70,52 @@ fn align_down(t: i64, width: i64) -> i64 {
     t - t.rem_euclid(width)
 }
 
-/// The stores lane `L` needs: panes (kept for the longest window), progress (next tick; latest event
-/// time) and, for in-order lanes, the reorder buffer and per-user memory.
-fn stores<L: Lane>() -> Vec<StoreBuilder> {
-    let longest = L::WINDOWS.iter().map(|w| w.size + w.tick).max().unwrap_or(0);
-    let mut stores = vec![
-        Stores::window::<String, L::Pane>(format!("{}-panes", L::NAME), longest + pane_width::<L>() + GRACE_MS),
-        Stores::key_value::<u8, i64>(format!("{}-progress", L::NAME)),
-    ];
-    if L::IN_ORDER {
-        stores.push(Stores::window::<(String, String), ShopperEvent>(format!("{}-buffer", L::NAME), 10 * MINUTE));
-        stores.push(Stores::key_value::<String, L::Memory>(format!("{}-memory", L::NAME)));
+/// How long lane `L`'s panes are kept: its longest window and tick, a pane and the grace period.
+pub const fn pane_retention(windows: &[RollingWindow]) -> i64 {
+    let (mut longest, mut i) = (0, 0);
+    while i < windows.len() {
+        let reach = windows[i].size + 2 * windows[i].tick;
+        if reach > longest {
+            longest = reach;
+        }
+        i += 1;
     }
-    stores
+    longest + GRACE_MS
 }
+
+/// How long the reorder buffer of an in-order lane keeps an event at most (it holds each for the
+/// grace period; the rest is slack for its time segments).
+pub const BUFFER_RETENTION: i64 = 10 * MINUTE;
 
 const NEXT_TICK: u8 = 0;
 const LATEST_EVENT: u8 = 1;
 
-/// The processor of lane `L` (one per task).
-pub struct Rolling<L: Lane> {
-    panes: Option<WindowStoreHandle<String, L::Pane>>,
-    progress: Option<KeyValueStoreHandle<u8, i64>>,
-    buffer: Option<WindowStoreHandle<(String, String), ShopperEvent>>,
-    memory: Option<KeyValueStoreHandle<String, L::Memory>>,
-    _lane: PhantomData<L>,
+/// Lane `L`'s rolling windows over the stores its processor declared: the panes, the progress (next
+/// tick; latest event time) and, for in-order lanes, the reorder buffer and per-user memory.
+pub struct Rolling<'a, L: Lane> {
+    pub panes: &'a WindowStoreHandle<String, L::Pane>,
+    pub progress: &'a KeyValueStoreHandle<u8, i64>,
+    pub buffer: Option<&'a WindowStoreHandle<(String, String), ShopperEvent>>,
+    pub memory: Option<&'a KeyValueStoreHandle<String, L::Memory>>,
+    pub lane: PhantomData<L>,
 }
 
-impl<L: Lane> Default for Rolling<L> {
-    fn default() -> Self {
-        Rolling { panes: None, progress: None, buffer: None, memory: None, _lane: PhantomData }
-    }
-}
-
-impl<L: Lane> Rolling<L> {
+impl<L: Lane> Rolling<'_, L> {
     fn panes(&self) -> &WindowStoreHandle<String, L::Pane> {
-        self.panes.as_ref().expect("opened in init")
+        self.panes
     }
     fn progress(&self, which: u8) -> Option<i64> {
-        self.progress.as_ref().expect("opened in init").borrow().get(&which)
+        self.progress.borrow().get(&which)
     }
     fn set_progress(&self, which: u8, value: i64) {
-        self.progress.as_ref().expect("opened in init").borrow_mut().put(&which, value);
+        self.progress.borrow_mut().put(&which, value);
     }
 
     /// Folds an event into its pane (and the user's memory).
     fn apply(&self, user: &str, event: &ShopperEvent) {
         let start = align_down(event.time, pane_width::<L>());
         let user = user.to_string();
-        let mut memory = match &self.memory {
+        let mut memory = match self.memory {
             Some(m) => m.borrow().get(&user).unwrap_or_default(),
             None => L::Memory::default(),
         };
@@ -130,14 +124,14 @@ impl<L: Lane> Rolling<L> {
             L::add(&mut memory, &mut pane, event);
             pane
         });
-        if let Some(m) = &self.memory {
+        if let Some(m) = self.memory {
             m.borrow_mut().put(&user, memory);
         }
     }
 
     /// Hands buffered events with `time < before` to their panes, in event-time order.
     fn release(&self, before: i64) {
-        let Some(buffer) = &self.buffer else { return };
+        let Some(buffer) = self.buffer else { return };
         let due = buffer.borrow().fetch_all(i64::MIN, before.saturating_sub(1));
         for ((user, id), time, event) in due {
             self.apply(&user, &event);
@@ -146,8 +140,9 @@ impl<L: Lane> Rolling<L> {
     }
 
     /// Emits every tick that stream time has closed (tick + grace ≤ stream time); at the final flush,
-    /// the ticks up to the first one after the latest event.
-    fn emit_due(&self, ctx: &mut ProcessorContext<'_, String, Feature>) {
+    /// the ticks up to the first one after the latest event. The lane's processor calls it once per
+    /// second of stream time (ticks close at whole seconds), not per record.
+    pub fn on_tick(&self, ctx: &mut ProcessorContext<'_, String, Feature>) {
         let now = ctx.stream_time();
         let Some(mut tick) = self.progress(NEXT_TICK) else { return };
         let width = pane_width::<L>();
@@ -216,36 +211,12 @@ impl<L: Lane> Rolling<L> {
             }
         }
     }
-}
 
-impl<L: Lane> DeclaredProcessor<String, ShopperEvent> for Rolling<L> {
-    fn stores() -> Vec<StoreBuilder> {
-        stores::<L>()
-    }
-}
-
-impl<L: Lane> Processor<String, ShopperEvent> for Rolling<L> {
-    type KeyOut = String;
-    type ValueOut = Feature;
-
-    fn init(&mut self, ctx: &mut ProcessorInit<'_>) -> Result<(), TopologyError> {
-        self.panes = Some(ctx.window_store(&format!("{}-panes", L::NAME))?);
-        self.progress = Some(ctx.key_value_store(&format!("{}-progress", L::NAME))?);
-        if L::IN_ORDER {
-            self.buffer = Some(ctx.window_store(&format!("{}-buffer", L::NAME))?);
-            self.memory = Some(ctx.key_value_store(&format!("{}-memory", L::NAME))?);
-        }
-        // Ticks close at tick + grace (whole seconds), whichever record (of any lane) moves stream time
-        // there; without records, the idle clock and the final flush move it. Checked once per second
-        // of stream time, not per record.
-        ctx.schedule(Duration::from_secs(1), PunctuationType::StreamTime);
-        Ok(())
-    }
-
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, String, Feature>, record: Record<String, ShopperEvent>) {
+    /// Takes one event of the lane (late ones are refused and counted).
+    pub fn on_event(&self, ctx: &mut ProcessorContext<'_, String, Feature>, record: Record<String, ShopperEvent>) {
         let t = record.value.time;
         if t < ctx.stream_time().saturating_sub(GRACE_MS) {
-            ctx.late(&format!("older than stream time − grace ({} ms)", GRACE_MS), &record);
+            ctx.late(&format!("older than stream time − grace ({GRACE_MS} ms)"), &record);
             return;
         }
         if self.progress(NEXT_TICK).is_none() {
@@ -254,13 +225,9 @@ impl<L: Lane> Processor<String, ShopperEvent> for Rolling<L> {
         if self.progress(LATEST_EVENT).is_none_or(|latest| t > latest) {
             self.set_progress(LATEST_EVENT, t);
         }
-        match &self.buffer {
+        match self.buffer {
             Some(buffer) => buffer.borrow_mut().put(&(record.key, record.value.event_id.clone()), t, record.value),
             None => self.apply(&record.key, &record.value),
         }
-    }
-
-    fn punctuate(&mut self, ctx: &mut ProcessorContext<'_, String, Feature>, _p: Punctuation) {
-        self.emit_due(ctx);
     }
 }

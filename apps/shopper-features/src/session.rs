@@ -6,13 +6,9 @@
 //! (ticks close like the rolling windows': at tick + grace) and once more when it closes.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use topology::{
-    DeclaredProcessor, KeyValueStoreHandle, Processor, ProcessorContext, ProcessorInit, Punctuation, PunctuationType,
-    Record, SessionStoreHandle, StoreBuilder, Stores, TopologyError, Window,
-};
+use topology::{processor, ProcessorContext, Punctuation, Record, Window};
 
 use crate::event::ShopperEvent;
 use crate::features::{decimal2, device_class, Feature, GRACE_MS};
@@ -21,9 +17,6 @@ use crate::features::{decimal2, device_class, Feature, GRACE_MS};
 pub const GAP_MS: i64 = 30 * 60_000;
 /// Emission period of open sessions.
 pub const TICK_MS: i64 = 60_000;
-
-const WINDOWS: &str = "session-windows";
-const PROGRESS: &str = "session-progress";
 
 /// The aggregate of one session.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -97,106 +90,75 @@ impl SessionAgg {
     }
 }
 
-/// The session lane's processor.
-#[derive(Default)]
-pub struct Sessions {
-    sessions: Option<SessionStoreHandle<String, SessionAgg>>,
-    next_tick: Option<KeyValueStoreHandle<u8, i64>>,
+/// The session lane's processor: sessions per id, and the next tick to emit.
+#[processor(
+    stores(windows: session<String, SessionAgg>(retention_ms = GAP_MS + GRACE_MS + TICK_MS), progress: key_value<u8, i64>),
+    punctuate(stream_time = 1000, call = session_tick)
+)]
+pub fn session_lane(
+    ctx: &mut ProcessorContext<'_, String, Feature>,
+    stores: &SessionLaneStores,
+    record: Record<String, ShopperEvent>,
+) {
+    let t = record.value.time;
+    if t < ctx.stream_time().saturating_sub(GRACE_MS) {
+        ctx.late(&format!("older than stream time − grace ({GRACE_MS} ms)"), &record);
+        return;
+    }
+    if stores.progress.borrow().get(&0).is_none() {
+        stores.progress.borrow_mut().put(&0, t - t.rem_euclid(TICK_MS) + TICK_MS);
+    }
+    let id = record.key;
+    let mut window = Window { start: t, end: t };
+    let mut agg = SessionAgg::of(&record.value);
+    // A session that stream time has closed cannot be within the gap of a record that is not late.
+    let overlapping = stores.windows.borrow().find_sessions(&id, t - GAP_MS, t + GAP_MS);
+    for (w, other) in overlapping {
+        window = Window { start: window.start.min(w.start), end: window.end.max(w.end) };
+        agg.merge(other);
+        stores.windows.borrow_mut().remove(&id, w);
+    }
+    stores.windows.borrow_mut().put(&id, window, agg);
 }
 
-impl Sessions {
-    fn sessions(&self) -> &SessionStoreHandle<String, SessionAgg> {
-        self.sessions.as_ref().expect("opened in init")
-    }
-
-    fn emit(ctx: &mut ProcessorContext<'_, String, Feature>, id: &str, window: Window, agg: &SessionAgg, at: i64) {
-        for (metric, value) in agg.metrics(window) {
-            ctx.forward(Record::new(format!("session:{id}:{metric}"), Feature::new(value), at));
-        }
-    }
-
-    /// Emits, once more, and forgets the sessions whose end + gap is before `before`.
-    fn close(&self, ctx: &mut ProcessorContext<'_, String, Feature>, before: i64) {
-        let closed = self.sessions().borrow().fetch_ending(i64::MIN, before.saturating_sub(GAP_MS + 1));
-        for (id, window, agg) in closed {
-            Self::emit(ctx, &id, window, &agg, window.end.saturating_add(GAP_MS));
-            self.sessions().borrow_mut().remove(&id, window);
-        }
-    }
-
-    /// Closes what stream time has closed and emits the open sessions at every due tick.
-    fn advance(&self, ctx: &mut ProcessorContext<'_, String, Feature>) {
-        let now = ctx.stream_time();
-        let store = self.next_tick.as_ref().expect("opened in init");
-        let Some(mut tick) = store.borrow().get(&0) else { return };
-        if now == i64::MAX {
-            // End of input: every session closes.
-            self.close(ctx, i64::MAX);
-            return;
-        }
-        while tick + GRACE_MS <= now {
-            self.close(ctx, tick);
-            let open = self.sessions().borrow().fetch_ending(i64::MIN, i64::MAX);
-            for (id, window, agg) in open.iter().filter(|(_, w, _)| w.start < tick) {
-                Self::emit(ctx, id, *window, agg, tick);
-            }
-            tick = if open.is_empty() {
-                (now - GRACE_MS) - (now - GRACE_MS).rem_euclid(TICK_MS) + TICK_MS
-            } else {
-                tick + TICK_MS
-            };
-        }
-        store.borrow_mut().put(&0, tick);
-        // A session closes as soon as stream time passes its end + gap + grace.
-        self.close(ctx, now - GRACE_MS);
+fn emit(ctx: &mut ProcessorContext<'_, String, Feature>, id: &str, window: Window, agg: &SessionAgg, at: i64) {
+    for (metric, value) in agg.metrics(window) {
+        ctx.forward(Record::new(format!("session:{id}:{metric}"), Feature::new(value), at));
     }
 }
 
-/// The stores: the sessions, and the next tick to emit.
-impl DeclaredProcessor<String, ShopperEvent> for Sessions {
-    fn stores() -> Vec<StoreBuilder> {
-        vec![
-            Stores::session::<String, SessionAgg>(WINDOWS, GAP_MS + GRACE_MS + TICK_MS),
-            Stores::key_value::<u8, i64>(PROGRESS),
-        ]
+/// Emits, once more, and forgets the sessions whose end + gap is before `before`.
+fn close(ctx: &mut ProcessorContext<'_, String, Feature>, stores: &SessionLaneStores, before: i64) {
+    let closed = stores.windows.borrow().fetch_ending(i64::MIN, before.saturating_sub(GAP_MS + 1));
+    for (id, window, agg) in closed {
+        emit(ctx, &id, window, &agg, window.end.saturating_add(GAP_MS));
+        stores.windows.borrow_mut().remove(&id, window);
     }
 }
 
-impl Processor<String, ShopperEvent> for Sessions {
-    type KeyOut = String;
-    type ValueOut = Feature;
-
-    fn init(&mut self, ctx: &mut ProcessorInit<'_>) -> Result<(), TopologyError> {
-        self.sessions = Some(ctx.session_store(WINDOWS)?);
-        self.next_tick = Some(ctx.key_value_store(PROGRESS)?);
-        // Closes and ticks are checked once per second of stream time, not per record.
-        ctx.schedule(Duration::from_secs(1), PunctuationType::StreamTime);
-        Ok(())
+/// Once per second of stream time (closes and ticks are whole seconds): closes what stream time has
+/// closed and emits the open sessions at every due tick.
+fn session_tick(ctx: &mut ProcessorContext<'_, String, Feature>, stores: &SessionLaneStores, _: Punctuation) {
+    let now = ctx.stream_time();
+    let Some(mut tick) = stores.progress.borrow().get(&0) else { return };
+    if now == i64::MAX {
+        // End of input: every session closes.
+        close(ctx, stores, i64::MAX);
+        return;
     }
-
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, String, Feature>, record: Record<String, ShopperEvent>) {
-        let t = record.value.time;
-        if t < ctx.stream_time().saturating_sub(GRACE_MS) {
-            ctx.late(&format!("older than stream time − grace ({GRACE_MS} ms)"), &record);
-            return;
+    while tick + GRACE_MS <= now {
+        close(ctx, stores, tick);
+        let open = stores.windows.borrow().fetch_ending(i64::MIN, i64::MAX);
+        for (id, window, agg) in open.iter().filter(|(_, w, _)| w.start < tick) {
+            emit(ctx, id, *window, agg, tick);
         }
-        let progress = self.next_tick.as_ref().expect("opened in init");
-        if progress.borrow().get(&0).is_none() {
-            progress.borrow_mut().put(&0, t - t.rem_euclid(TICK_MS) + TICK_MS);
-        }
-        let id = record.key;
-        let mut window = Window { start: t, end: t };
-        let mut agg = SessionAgg::of(&record.value);
-        let overlapping = self.sessions().borrow().find_sessions(&id, t - GAP_MS, t + GAP_MS);
-        for (w, other) in overlapping {
-            window = Window { start: window.start.min(w.start), end: window.end.max(w.end) };
-            agg.merge(other);
-            self.sessions().borrow_mut().remove(&id, w);
-        }
-        self.sessions().borrow_mut().put(&id, window, agg);
+        tick = if open.is_empty() {
+            (now - GRACE_MS) - (now - GRACE_MS).rem_euclid(TICK_MS) + TICK_MS
+        } else {
+            tick + TICK_MS
+        };
     }
-
-    fn punctuate(&mut self, ctx: &mut ProcessorContext<'_, String, Feature>, _p: Punctuation) {
-        self.advance(ctx);
-    }
+    stores.progress.borrow_mut().put(&0, tick);
+    // A session closes as soon as stream time passes its end + gap + grace.
+    close(ctx, stores, now - GRACE_MS);
 }

@@ -230,7 +230,7 @@ fn the_24h_window_is_combined_from_minute_panes() {
     let day = only(&f.latest(), "user:u:");
     assert_eq!(day["unique_categories_24h"], "2");
     assert_eq!(day["top_category_24h"], "B");
-    let panes = f.driver.window_all::<String, BTreeMap<String, u64>>("category-panes");
+    let panes = f.driver.window_all::<String, BTreeMap<String, u64>>("category-lane-panes");
     let mine = panes.iter().filter(|(u, _, _)| u == "u").count();
     assert!(mine <= 146, "one pane per 30 s with events, expired past the day: {mine}");
 }
@@ -330,7 +330,7 @@ fn session_features_are_emitted_every_minute_and_once_more_at_close() {
 
 #[test]
 fn an_event_between_two_sessions_merges_them() {
-    let sessions = |f: &Fixture| f.driver.session_all::<String, session::SessionAgg>("session-windows");
+    let sessions = |f: &Fixture| f.driver.session_all::<String, session::SessionAgg>("session-lane-windows");
     let f = fixture();
     f.send(&session_event("page_view", "s", T0, "https://shop.example/", DESKTOP));
     f.send(&session_event("page_view", "s", T0 + 29 * MIN, "https://shop.example/", DESKTOP));

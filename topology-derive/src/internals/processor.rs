@@ -11,13 +11,14 @@ use super::ctxt::Ctxt;
 
 pub(crate) const STORE_KINDS: &[&str] = &["key_value", "window", "session"];
 
-/// `name: kind<K, V>` or `name: kind<K, V>(retention_ms = N)`.
+/// `name: kind<K, V>` or `name: kind<K, V>(retention_ms = <expr>)` (an `i64` expression: a literal, a
+/// constant, `GAP_MS + GRACE_MS`, a `const fn` call, …).
 pub(crate) struct StoreDecl {
     pub(crate) name: Ident,
     pub(crate) kind: Ident,
     pub(crate) key: Type,
     pub(crate) value: Type,
-    pub(crate) retention: Option<LitInt>,
+    pub(crate) retention: Option<syn::Expr>,
 }
 
 impl Parse for StoreDecl {

@@ -3,10 +3,12 @@ use topology::{
     StreamsBuilder, TestDriver,
 };
 
-/// Counts per key in a key-value store, remembers each minute's records in a window store, and every
-/// 100 ms of stream time forwards the totals.
+const MINUTE_MS: i64 = 60_000;
+
+/// Counts per key in a key-value store, remembers each minute's records in a window store (retention:
+/// any `i64` expression), and every 100 ms of stream time forwards the totals.
 #[processor(
-    stores(totals: key_value<String, i64>, per_minute: window<String, i64>(retention_ms = 120000)),
+    stores(totals: key_value<String, i64>, per_minute: window<String, i64>(retention_ms = 2 * MINUTE_MS)),
     punctuate(stream_time = 100, call = emit_totals)
 )]
 fn count_and_window(
