@@ -102,7 +102,8 @@ impl TestDriverBuilder {
     }
 }
 
-/// Runs a topology deterministically in memory. See the [module docs](self).
+/// Runs a topology deterministically in memory, like Kafka Streams' `TopologyTestDriver`: records piped in
+/// are processed at once, outputs read back, wall-clock time advanced by hand.
 ///
 /// ```
 /// use topology::{Consumed, Produced, Serdes, StreamsBuilder, TestDriver};
