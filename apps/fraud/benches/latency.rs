@@ -9,6 +9,7 @@
 //!
 //! ```text
 //! cargo bench -p fraud --bench latency            # embedded at 1k/10k/50k tx/s, broker at 1k/5k
+//! BENCH_KEYED=1 BENCH_LINGER_MS=0 cargo bench -p fraud --bench latency -- kafka   # inputs keyed by user
 //! ```
 
 use std::io::{BufRead, BufReader, Write};
@@ -167,7 +168,10 @@ fn instance(spec: &str) {
         max_buffered: 1_000_000,
     });
     cfg.stop = Some(stop);
-    topology::run_kafka(&<fraud::FraudApp as topology::Application>::topology().unwrap(), &cfg).unwrap();
+    // BENCH_KEYED=1: the transactions are keyed by user (they are), so no by-user repartition hop.
+    let mut builder = topology::StreamsBuilder::new();
+    fraud::build(&mut builder, std::env::var("BENCH_KEYED").is_ok_and(|v| v == "1"));
+    topology::run_kafka(&builder.build().unwrap(), &cfg).unwrap();
 }
 
 fn run_kafka(rate: u64, seconds: u64) -> (usize, [i64; 2], [i64; 2]) {

@@ -91,9 +91,10 @@ fn main() -> ExitCode {
             }
         }
         _ => {
-            match fraud::Rules::from_env() {
-                Ok(r) => {
+            match fraud::Rules::from_env().and_then(|r| Ok((r, fraud::inputs_keyed_by_user_from_env()?))) {
+                Ok((r, keyed)) => {
                     let _ = fraud::configure(r);
+                    let _ = fraud::configure_inputs_keyed_by_user(keyed);
                 }
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -204,3 +204,29 @@ fn alerts_and_scores_map_to_redis_commands() {
         vec![RedisCommand::Set { key: "user:u:fraud:last_score".into(), value: "1".into(), ttl_s: None }]
     );
 }
+
+#[test]
+fn with_inputs_keyed_by_user_records_are_scored_where_they_are_read_and_miskeyed_ones_refused() {
+    let mut builder = topology::StreamsBuilder::new();
+    build(&mut builder, true);
+    let topology = builder.build().unwrap();
+    assert!(!topology.describe().to_string().contains("repartition"), "no by-user repartition topic");
+    let driver = TestDriver::builder(topology).application_id("fraud").build().unwrap();
+    let txs = driver.input_topic("transactions", Serdes::string(), Serdes::string());
+    let events = driver.input_topic("user_events", Serdes::string(), Serdes::string());
+    let scored = driver.output_topic("transactions_scored", Serdes::string(), Serdes::json::<Scored>());
+    let dlq = driver.output_topic(DLQ, Serdes::string(), Serdes::json::<Rejection>());
+    // The same state as the unkeyed layout: a login from elsewhere, then a transaction minutes later.
+    let login = json!({"event_id": "e", "user_id": "u", "session_id": "s", "event_type": "login",
+        "country": "FR", "device_id": "d1", "timestamp": topology::format_timestamp(T0)});
+    events.pipe("u".into(), login.to_string(), T0);
+    txs.pipe("u".into(), tx("t1", "u", 50.0, T0 + 60_000).to_string(), T0 + 60_000);
+    let s = scored.read_values().pop().unwrap();
+    assert_eq!(s.reasons, vec!["impossible_travel", "new_device"]);
+    // Keyed by something else: refused with the reason, not scored.
+    txs.pipe("someone-else".into(), tx("t2", "u", 50.0, T0 + 61_000).to_string(), T0 + 61_000);
+    assert!(scored.read_values().is_empty());
+    let refused = dlq.read_values();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].reason, "record key `someone-else` is not its user_id `u`");
+}

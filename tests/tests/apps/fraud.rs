@@ -9,6 +9,17 @@ fn the_topology_is_described() {
     insta::assert_snapshot!(FraudApp::topology().unwrap().describe().to_string());
 }
 
+fn keyed_topology() -> topology::Topology {
+    let mut builder = topology::StreamsBuilder::new();
+    fraud::build(&mut builder, true);
+    builder.build().unwrap()
+}
+
+#[test]
+fn with_inputs_keyed_by_user_the_topology_has_no_repartition() {
+    insta::assert_snapshot!(keyed_topology().describe().to_string());
+}
+
 #[test]
 fn on_generated_traffic_every_alert_is_a_labelled_fraud_and_every_single_shot_pattern_is_caught() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,6 +112,15 @@ fn reviewed(values: impl Iterator<Item = serde_json::Value>) -> std::collections
 
 #[test]
 fn through_the_broker_the_same_traffic_raises_the_same_alerts_as_on_files() {
+    same_alerts_through_the_broker(false);
+}
+
+#[test]
+fn with_inputs_keyed_by_user_the_broker_raises_the_same_alerts_too() {
+    same_alerts_through_the_broker(true);
+}
+
+fn same_alerts_through_the_broker(keyed: bool) {
     use std::time::{Duration, Instant};
 
     use topology::testing::{Broker, Build};
@@ -131,7 +151,11 @@ fn through_the_broker_the_same_traffic_raises_the_same_alerts_as_on_files() {
     let broker = Broker::start(Build::CratesIo);
     broker.create_topic("transactions", 2);
     broker.create_topic("user_events", 2);
-    let app = crate::KafkaApp::start::<FraudApp>(&broker, &dir.path().join("kafka"));
+    let app = if keyed {
+        crate::KafkaApp::start_with(&broker, &dir.path().join("kafka"), FraudApp::ID, keyed_topology)
+    } else {
+        crate::KafkaApp::start::<FraudApp>(&broker, &dir.path().join("kafka"))
+    };
     let deadline = Instant::now() + Duration::from_secs(120);
     let user = |v: &serde_json::Value| v["user_id"].as_str().unwrap().to_string();
     crate::feed(&broker, FraudApp::ID, "user_events", &lines("user_events"), user, "timestamp", deadline);

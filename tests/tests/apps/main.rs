@@ -74,13 +74,23 @@ pub(crate) struct KafkaApp {
 
 impl KafkaApp {
     pub(crate) fn start<A: topology::Application>(broker: &topology::testing::Broker, state: &std::path::Path) -> Self {
+        Self::start_with(broker, state, A::ID, || A::topology().unwrap())
+    }
+
+    /// Runs the topology `build` makes as application `id` (for a topology variant of an app).
+    pub(crate) fn start_with(
+        broker: &topology::testing::Broker,
+        state: &std::path::Path,
+        id: &str,
+        build: fn() -> topology::Topology,
+    ) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut cfg = topology::KafkaConfig::new(A::ID, &broker.bootstrap(), state);
+        let mut cfg = topology::KafkaConfig::new(id, &broker.bootstrap(), state);
         cfg.properties =
             vec![("session.timeout.ms".into(), "6000".into()), ("heartbeat.interval.ms".into(), "1000".into())];
         cfg.commit_interval = std::time::Duration::from_millis(200);
         cfg.stop = Some(stop.clone());
-        let run = std::thread::spawn(move || topology::run_kafka(&A::topology().unwrap(), &cfg));
+        let run = std::thread::spawn(move || topology::run_kafka(&build(), &cfg));
         KafkaApp { stop, run }
     }
 
