@@ -282,7 +282,13 @@ fn main() {
             println!("| embedded | {rate} | {alerts} | {} | {} | {} | {} |", t[0], t[1], r[0], r[1]);
         }
     }
-    for rate in [1_000, 5_000] {
+    // BENCH_KAFKA_RATES=1000,5000,10000 (the default: 1000,5000).
+    let rates: Vec<u64> = std::env::var("BENCH_KAFKA_RATES")
+        .unwrap_or("1000,5000".into())
+        .split(',')
+        .map(|r| r.trim().parse().expect("BENCH_KAFKA_RATES: comma-separated tx/s"))
+        .collect();
+    for rate in rates {
         let (alerts, t, r) = run_kafka(rate, 5);
         println!("| kafka (tansu) | {rate} | {alerts} | {} | {} | {} | {} |", t[0], t[1], r[0], r[1]);
     }
