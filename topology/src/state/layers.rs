@@ -126,6 +126,11 @@ struct Group {
 struct Entry {
     value: Option<Vec<u8>>,
     dirty: bool,
+    /// The store below is known not to have the key (it was read as absent, a range over it came back
+    /// without it, or a delete was written down). Deleting such an entry needs no tombstone: a key
+    /// written and deleted between two flushes never reaches the store, its changelog, or the dirty
+    /// set that range scans walk (session merges leave one such key per merged session).
+    absent_below: bool,
 }
 
 impl Caching {
@@ -146,8 +151,13 @@ impl Caching {
         self.segments.map_or(0, |(time_of, interval)| time_of(key).div_euclid(interval))
     }
 
-    /// Caches `value` for `key`; `dirty` when it still has to reach the store below.
+    /// Caches `value` for `key`; `dirty` when it still has to reach the store below. A new entry's
+    /// `absent_below` is what the caller knows (false: unknown).
     fn set(&mut self, key: &[u8], value: Option<Vec<u8>>, dirty: bool) -> Result<()> {
+        self.set_known(key, value, dirty, false)
+    }
+
+    fn set_known(&mut self, key: &[u8], value: Option<Vec<u8>>, dirty: bool, absent_below: bool) -> Result<()> {
         let added = Self::cost(key, &value);
         let seg = self.segment_of(key);
         let group = self.groups.entry(seg).or_default();
@@ -162,7 +172,7 @@ impl Caching {
                 }
             }
             None => {
-                group.entries.insert(key.to_vec(), Entry { value, dirty });
+                group.entries.insert(key.to_vec(), Entry { value, dirty, absent_below });
                 if dirty {
                     group.dirty.insert(key.to_vec());
                     self.dirty += 1;
@@ -193,10 +203,22 @@ impl Caching {
                     None => self.inner.delete(&k)?,
                 }
                 e.dirty = false;
+                e.absent_below = e.value.is_none();
             }
         }
         self.dirty = 0;
         Ok(())
+    }
+
+    /// The cached segments a range with this time hint can touch.
+    fn segments_in(&self, time: TimeHint) -> Vec<i64> {
+        match (time, self.segments) {
+            (Some((from, to)), Some((_, interval))) => {
+                let (a, b) = (from.div_euclid(interval), to.div_euclid(interval).max(from.div_euclid(interval)));
+                self.groups.range(a..=b).map(|(s, _)| *s).collect()
+            }
+            _ => self.groups.keys().copied().collect(),
+        }
     }
 
     fn lookup(&self, key: &[u8]) -> Option<&Entry> {
@@ -212,7 +234,7 @@ impl BytesStore for Caching {
         }
         bump(&self.stats.cache_misses);
         let value = self.inner.get(key)?;
-        self.set(key, value.clone(), false)?;
+        self.set_known(key, value.clone(), false, value.is_none())?;
         Ok(value)
     }
     fn get_with(&mut self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<()> {
@@ -253,9 +275,25 @@ impl BytesStore for Caching {
         bump(&self.stats.cache_misses);
         let old = self.inner.get(key)?;
         let new = f(old.as_deref());
-        self.set(key, Some(new), true)
+        self.set_known(key, Some(new), true, old.is_none())
     }
     fn delete(&mut self, key: &[u8]) -> Result<()> {
+        let seg = self.segment_of(key);
+        if let Some(group) = self.groups.get_mut(&seg) {
+            if let Some(e) = group.entries.get_mut(key) {
+                if e.absent_below {
+                    // Nothing below to delete: the entry becomes a clean "absent".
+                    self.bytes -= e.value.as_ref().map_or(0, Vec::len);
+                    e.value = None;
+                    if e.dirty {
+                        e.dirty = false;
+                        group.dirty.remove(key);
+                        self.dirty -= 1;
+                    }
+                    return Ok(());
+                }
+            }
+        }
         self.set(key, None, true)
     }
     fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, time: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -263,14 +301,26 @@ impl BytesStore for Caching {
         if self.dirty == 0 {
             return Ok(below); // clean entries equal the store below
         }
-        let groups: Vec<&Group> = match (time, self.segments) {
-            (Some((from, to)), Some((_, interval))) => {
-                let (a, b) = (from.div_euclid(interval), to.div_euclid(interval).max(from.div_euclid(interval)));
-                self.groups.range(a..=b).map(|(_, g)| g).collect()
-            }
-            _ => self.groups.values().collect(),
-        };
         let upper = hi.map_or(Bound::Unbounded, Bound::Included);
+        let segments = self.segments_in(time);
+        // Dirty keys in the range that the store below lacks: remember it (see `Entry::absent_below`).
+        let below_keys: std::collections::HashSet<&[u8]> = below.iter().map(|(k, _)| k.as_slice()).collect();
+        let mut absent: Vec<(i64, Vec<u8>)> = Vec::new();
+        for &s in &segments {
+            let g = &self.groups[&s];
+            for k in g.dirty.range::<[u8], _>((Bound::Included(lo), upper)) {
+                if !g.entries[k.as_slice()].absent_below && !below_keys.contains(k.as_slice()) {
+                    absent.push((s, k.clone()));
+                }
+            }
+        }
+        drop(below_keys);
+        for (s, k) in absent {
+            if let Some(e) = self.groups.get_mut(&s).and_then(|g| g.entries.get_mut(&k)) {
+                e.absent_below = true;
+            }
+        }
+        let groups: Vec<&Group> = segments.iter().map(|s| &self.groups[s]).collect();
         let mut overlay = groups
             .iter()
             .flat_map(|g| g.dirty.range::<[u8], _>((Bound::Included(lo), upper)).map(move |k| (k, &g.entries[k])))
@@ -413,6 +463,34 @@ mod tests {
             self.0.clear();
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_key_written_and_deleted_between_flushes_never_reaches_the_store() {
+        let writes = Rc::new(Cell::new(0));
+        let stats = Rc::new(StoreStats::default());
+        let mut below = Map(BTreeMap::new(), writes.clone());
+        below.0.insert(b"k-old".to_vec(), b"1".to_vec());
+        let mut c = Caching::new(Box::new(below), 1 << 20, None, stats);
+        // As a session merge does: scan the key's range, then replace what it found with a new key.
+        let mut current = b"k-old".to_vec();
+        for i in 0..100u8 {
+            let found = c.range(b"k-", Some(b"k-\xff"), None).unwrap();
+            assert_eq!(found.len(), 1, "exactly the live session");
+            c.delete(&current).unwrap();
+            current = format!("k-{i:03}").into_bytes();
+            c.put(&current, vec![i]).unwrap();
+        }
+        // The old key (present below) needs its delete; the 99 keys that came and went need nothing.
+        assert_eq!(c.dirty, 2, "the one real delete and the live key");
+        c.flush().unwrap();
+        assert_eq!(writes.get(), 2);
+        assert_eq!(c.range(b"k-", Some(b"k-\xff"), None).unwrap(), vec![(b"k-099".to_vec(), vec![99])]);
+        // Written down, the key is below: its delete is a real tombstone again.
+        c.delete(b"k-099").unwrap();
+        c.flush().unwrap();
+        assert_eq!(writes.get(), 3);
+        assert_eq!(c.range(b"k-", Some(b"k-\xff"), None).unwrap(), vec![]);
     }
 
     #[test]

@@ -1,0 +1,156 @@
+//! `bench`: the benchmark workloads, one per process so peak RSS is each one's own.
+//!
+//! ```text
+//! python3 ../shared/bench/gen_events.py --n 1000000 --seed 42 --out /tmp/events-1m.jsonl
+//! cargo run --release -p bench -- e1 --input /tmp/events-1m.jsonl        # the engine (embedded, sled, changelogs)
+//! cargo run --release -p bench -- floor-e1 --input /tmp/events-1m.jsonl  # the plain-loop floor
+//! cargo run --release -p bench -- table --input /tmp/events-1m.jsonl     # all four, a markdown table
+//! ```
+//!
+//! Each run prints one JSON line last: {"workload", "events", "wall_s", "events_per_s", "peak_rss_mb",
+//! "output_rows", "checksum", "late"}.
+
+mod workloads;
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use topology::{run_embedded, EmbeddedConfig, Input, Output};
+use workloads::Workload;
+
+#[derive(Parser)]
+#[command(name = "bench", about = "Benchmark workloads on the embedded runtime and their floors")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct Files {
+    /// JSON Lines clickstream from gen_events.py.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where the engine writes its rows (default: a temporary file).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// State directory (default: a temporary directory).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// E1 on the engine: per user, 5-minute tumbling windows, count and sum(price), on close.
+    E1(Files),
+    /// E2 on the engine: per session, 30-minute-gap session windows, count and duration, on close.
+    E2(Files),
+    /// E1 as a plain single-threaded loop over hash maps.
+    FloorE1(Files),
+    /// E2 as a plain single-threaded loop over hash maps.
+    FloorE2(Files),
+    /// Runs e1, floor-e1, e2, floor-e2 (each in its own process) and prints a markdown table.
+    Table(Files),
+}
+
+/// Peak resident set size of this process, MB (VmHWM).
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn report(workload: &str, events: u64, wall_s: f64, rows: u64, checksum: String, late: u64) {
+    println!(
+        "{}",
+        json!({"workload": workload, "events": events, "wall_s": (wall_s * 1000.0).round() / 1000.0,
+            "events_per_s": (events as f64 / wall_s).round(), "peak_rss_mb": (peak_rss_mb() * 10.0).round() / 10.0,
+            "output_rows": rows, "checksum": checksum, "late": late})
+    );
+}
+
+fn engine(name: &str, workload: Workload, files: &Files) -> Result<(), String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let output = files.output.clone().unwrap_or_else(|| tmp.path().join("rows.jsonl"));
+    let state = files.state_dir.clone().unwrap_or_else(|| tmp.path().join("state"));
+    let mut cfg = EmbeddedConfig::new(&format!("bench-{name}"), state);
+    cfg.inputs.push((workloads::INPUT.into(), Input::File(files.input.clone())));
+    cfg.outputs.push((workloads::OUTPUT.into(), Output::File(output.clone())));
+    let topology = workloads::topology(workload);
+    let started = Instant::now();
+    let summary = run_embedded(&topology, &cfg).map_err(|e| e.to_string())?;
+    let wall = started.elapsed().as_secs_f64();
+    let checksum = workloads::checksum_of_output(workload, &output).map_err(|e| e.to_string())?;
+    let events = summary.records_in.get(workloads::INPUT).copied().unwrap_or(0);
+    report(name, events, wall, checksum.rows, checksum.hex(), summary.late);
+    Ok(())
+}
+
+fn floor(name: &str, workload: Workload, files: &Files) -> Result<(), String> {
+    let file = std::fs::File::open(&files.input).map_err(|e| format!("{}: {e}", files.input.display()))?;
+    let started = Instant::now();
+    let r = workloads::floor_reader(workload, std::io::BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| e.to_string())?;
+    report(name, r.events, started.elapsed().as_secs_f64(), r.checksum.rows, r.checksum.hex(), r.late);
+    Ok(())
+}
+
+fn table(files: &Files) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut results = Vec::new();
+    for name in ["e1", "floor-e1", "e2", "floor-e2"] {
+        let out = Command::new(&exe).arg(name).arg("--input").arg(&files.input).output().map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text
+            .lines()
+            .last()
+            .ok_or_else(|| format!("{name} printed nothing: {}", String::from_utf8_lossy(&out.stderr)))?;
+        let v: serde_json::Value = serde_json::from_str(last).map_err(|e| format!("{name}: {e}: {last}"))?;
+        results.push(v);
+    }
+    println!("| workload | events | events/s | vs floor | peak RSS MB | output rows | checksum | late |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for pair in results.chunks(2) {
+        let ratio = pair[0]["events_per_s"].as_f64().unwrap_or(0.0) / pair[1]["events_per_s"].as_f64().unwrap_or(1.0);
+        for (i, v) in pair.iter().enumerate() {
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                v["workload"].as_str().unwrap_or(""),
+                v["events"],
+                v["events_per_s"],
+                if i == 0 { format!("{:.0} %", ratio * 100.0) } else { "floor".into() },
+                v["peak_rss_mb"],
+                v["output_rows"],
+                v["checksum"].as_str().unwrap_or(""),
+                v["late"]
+            );
+        }
+        if pair[0]["checksum"] != pair[1]["checksum"] || pair[0]["output_rows"] != pair[1]["output_rows"] {
+            return Err(format!("{} and its floor disagree", pair[0]["workload"]));
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Cmd::E1(f) => engine("e1", Workload::E1, f),
+        Cmd::E2(f) => engine("e2", Workload::E2, f),
+        Cmd::FloorE1(f) => floor("floor-e1", Workload::E1, f),
+        Cmd::FloorE2(f) => floor("floor-e2", Workload::E2, f),
+        Cmd::Table(f) => table(f),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
