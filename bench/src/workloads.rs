@@ -25,16 +25,13 @@ pub const GRACE_MS: i64 = 5_000;
 pub const INPUT: &str = "events";
 pub const OUTPUT: &str = "rows";
 
-/// One clickstream event of `gen_events.py`.
+/// A clickstream event of `gen_events.py`: the fields E1 and E2 read (the parser skips the others —
+/// event_id, event_type, product_id, category — in the engine and the floor alike).
 #[derive(Record, Debug, Clone, Serialize, Deserialize)]
 #[record(topic = "events")]
 pub struct Event {
-    pub event_id: String,
     pub user_id: String,
     pub session_id: String,
-    pub event_type: String,
-    pub product_id: String,
-    pub category: String,
     pub price: f64,
     #[timestamp]
     pub ts: i64,

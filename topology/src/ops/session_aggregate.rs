@@ -24,7 +24,22 @@ pub(crate) struct SessionAggregate<K, V, A> {
     pub(crate) forward: ChangeForward<Windowed<K>, A>,
     /// Every session ending at or before this has been emitted (on-close) or may be expired.
     pub(crate) done_upto: i64,
+    /// On close: every open session as (end, encoded key, start), so closing takes exactly the
+    /// sessions that end before the close point instead of scanning the store (its segments are by
+    /// end time but ordered by key). Built from the store on first use (after restore), then kept
+    /// with every put and remove.
+    pub(crate) open: Option<std::collections::BTreeSet<(i64, Vec<u8>, i64)>>,
     pub(crate) _v: std::marker::PhantomData<fn(V)>,
+}
+
+impl<K: Data, V: Data, A: Data> SessionAggregate<K, V, A> {
+    fn open(&mut self) -> &mut std::collections::BTreeSet<(i64, Vec<u8>, i64)> {
+        let store = &self.store;
+        self.open.get_or_insert_with(|| {
+            let all = store.borrow().fetch_ending(i64::MIN, i64::MAX);
+            all.into_iter().map(|(k, w, _)| (w.end, crate::serdes::encode(&k), w.start)).collect()
+        })
+    }
 }
 
 impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
@@ -48,8 +63,13 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
             ctx.late(&self.name, &reason, &r);
             return;
         }
+        let on_close = self.emit == EmitStrategy::OnWindowClose;
         for (w, v) in found {
             self.store.borrow_mut().remove(&r.key, w);
+            if on_close {
+                let entry = (w.end, crate::serdes::encode(&r.key), w.start);
+                self.open().remove(&entry);
+            }
             if self.emit == EmitStrategy::OnWindowUpdate && w != merged {
                 let key = Windowed { key: r.key.clone(), window: w };
                 self.forward.push(ctx, Record::new(key, Change { new: None, old: Some(v) }, t));
@@ -60,6 +80,10 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
             None => (self.first)(&r.key, &r.value, r.timestamp),
         };
         self.store.borrow_mut().put(&r.key, merged, agg.clone());
+        if on_close {
+            let entry = (merged.end, crate::serdes::encode(&r.key), merged.start);
+            self.open().insert(entry);
+        }
         if self.emit == EmitStrategy::OnWindowUpdate {
             let key = Windowed { key: r.key, window: merged };
             self.forward.push(
@@ -79,8 +103,15 @@ impl<K: Data, V: Data, A: Data> Punctuator for SessionAggregate<K, V, A> {
             return;
         }
         if self.emit == EmitStrategy::OnWindowClose {
-            let closed = self.store.borrow().fetch_ending(self.done_upto.saturating_add(1), last_closed_end);
-            for (key, window, agg) in closed {
+            while let Some((end, key, start)) = self.open().first().cloned() {
+                if end > last_closed_end {
+                    break;
+                }
+                self.open().pop_first();
+                let key: K = crate::state::decode_key(&key);
+                let window = Window { start, end };
+                let found = self.store.borrow().find_sessions(&key, end, start);
+                let Some((_, agg)) = found.into_iter().find(|(w, _)| *w == window) else { continue };
                 self.store.borrow_mut().remove(&key, window);
                 let rec = Record::new(Windowed { key, window }, Change { new: Some(agg), old: None }, window.end);
                 self.forward.push_now(ctx, rec);

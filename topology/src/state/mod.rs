@@ -24,7 +24,7 @@ use serde::Serialize;
 pub(crate) use bytes::BytesStore;
 pub use changelog::{Changelog, LogChangelog, ReplayFn};
 pub(crate) use layers::{Caching, ChangeLogging, Metered, SharedChangelog, StoreStats};
-pub(crate) use memory::{InMemoryKeyValueStore, InMemorySessionStore, InMemoryWindowStore};
+pub(crate) use memory::{decode_key, InMemoryKeyValueStore, InMemorySessionStore, InMemoryWindowStore};
 pub(crate) use persistent::ErrorSlot;
 pub(crate) use sled_store::{SledKv, SledSegmented};
 
