@@ -87,6 +87,10 @@ struct RunArgs {
     /// every input is a file.
     #[arg(long, value_parser = parse_duration, env = "TOPOLOGY_IDLE_ADVANCE")]
     idle_advance: Option<Duration>,
+    /// Serves Prometheus metrics on /metrics, liveness on /healthz and readiness on /readyz at this
+    /// address (e.g. 0.0.0.0:9464).
+    #[arg(long, env = "TOPOLOGY_METRICS_ADDR")]
+    metrics_addr: Option<String>,
     /// Partitions per topic (tasks per sub-topology).
     #[arg(long, default_value_t = 1, env = "TOPOLOGY_PARTITIONS")]
     partitions: u32,
@@ -218,6 +222,7 @@ fn run<A: Application>(cli: Cli) -> Result<(), String> {
                 cache_max_bytes,
                 final_flush,
                 idle_advance,
+                metrics_addr,
                 partitions,
                 guarantee,
                 commit_every_records,
@@ -233,6 +238,14 @@ fn run<A: Application>(cli: Cli) -> Result<(), String> {
             });
             let stop = stop_on_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
             let application_id = application_id.as_deref().unwrap_or(A::ID);
+            let metrics = match metrics_addr {
+                Some(addr) => {
+                    let m = crate::metrics::AppMetrics::new(application_id);
+                    crate::metrics::serve(&addr, m.clone()).map_err(|e| format!("--metrics-addr {addr}: {e}"))?;
+                    Some(m)
+                }
+                None => None,
+            };
             if let Some(bootstrap) = bootstrap_servers {
                 if !inputs.is_empty() || !outputs.is_empty() {
                     return Err("--input/--output are for the embedded runtime; on Kafka, topics are topics".into());
@@ -248,6 +261,7 @@ fn run<A: Application>(cli: Cli) -> Result<(), String> {
                 cfg.redis = redis;
                 cfg.stop = Some(stop);
                 cfg.idle_advance = idle_advance;
+                cfg.metrics = metrics;
                 let summary = run_kafka(&topology, &cfg).map_err(|e| e.to_string())?;
                 eprintln!(
                     "stopped: read {:?}, wrote {:?}, commits {}",
@@ -276,6 +290,7 @@ fn run<A: Application>(cli: Cli) -> Result<(), String> {
             cfg.commit_every_records = commit_every_records.max(1);
             cfg.redis = redis;
             cfg.idle_advance = idle_advance;
+            cfg.metrics = metrics;
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 cfg.progress = Some(progress_bar());
             }

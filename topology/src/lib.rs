@@ -58,6 +58,7 @@ mod dsl;
 mod error;
 mod graph;
 mod log;
+pub mod metrics;
 mod ops;
 mod processor;
 mod record;

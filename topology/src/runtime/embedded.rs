@@ -107,6 +107,9 @@ pub struct EmbeddedConfig {
     /// on with the wall clock. Off by default, and ignored when every input is a file (a replay's time
     /// comes from its records only).
     pub idle_advance: Option<Duration>,
+    /// Metrics and readiness for the operations endpoints ([`crate::metrics::serve`]), updated at
+    /// every commit; ready once the tasks are open (their state restored).
+    pub metrics: Option<Arc<crate::metrics::AppMetrics>>,
 }
 
 impl EmbeddedConfig {
@@ -128,6 +131,7 @@ impl EmbeddedConfig {
             progress: None,
             redis: None,
             idle_advance: None,
+            metrics: None,
         }
     }
 }
@@ -471,12 +475,25 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         }
     };
     if config.exactly_once && committed.is_none() {
-        commit(&mut engine, &mut writers, &mut summary, &mut redis, &sources, &commit_path, consumed)?;
+        commit(
+            &mut engine,
+            &mut writers,
+            &mut summary,
+            &mut redis,
+            &sources,
+            &commit_path,
+            consumed,
+            config.metrics.as_deref(),
+        )?;
     }
     let mut line = String::new();
     let mut unflushed = false;
     let mut last_output_flush = Instant::now();
     let mut last_wall_clock = Instant::now();
+    if let Some(m) = &config.metrics {
+        m.set_tasks(engine.tasks.len(), 0);
+        m.set_ready(true);
+    }
     loop {
         if config.stop.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
             summary.stopped = true;
@@ -557,7 +574,16 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
             now.duration_since(last_commit) >= config.commit_interval
         };
         if due {
-            commit(&mut engine, &mut writers, &mut summary, &mut redis, &sources, &commit_path, consumed)?;
+            commit(
+                &mut engine,
+                &mut writers,
+                &mut summary,
+                &mut redis,
+                &sources,
+                &commit_path,
+                consumed,
+                config.metrics.as_deref(),
+            )?;
             last_commit = Instant::now();
             last_committed = consumed;
         }
@@ -574,7 +600,16 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         engine.final_flush()?;
     }
     write_outbox(&mut engine, &mut writers, &mut summary, &mut redis)?;
-    commit(&mut engine, &mut writers, &mut summary, &mut redis, &sources, &commit_path, consumed)?;
+    commit(
+        &mut engine,
+        &mut writers,
+        &mut summary,
+        &mut redis,
+        &sources,
+        &commit_path,
+        consumed,
+        config.metrics.as_deref(),
+    )?;
     report(&engine, read_this_run, true);
     if let Some((sink, _)) = redis.as_mut() {
         summary.redis_commands = sink.metrics().commands_written;
@@ -663,6 +698,7 @@ fn write_outbox(
 
 /// Records read so far are processed, then state is committed, then outputs, then the commit record:
 /// the record is the commit point, and positions in it are never ahead of the state or the outputs.
+#[allow(clippy::too_many_arguments)] // the run's parts, each borrowed on its own by the loop
 fn commit(
     engine: &mut Engine,
     writers: &mut HashMap<String, Sink>,
@@ -671,7 +707,9 @@ fn commit(
     sources: &[Source],
     commit_path: &std::path::Path,
     consumed: u64,
+    metrics: Option<&crate::metrics::AppMetrics>,
 ) -> Result<()> {
+    let started = Instant::now();
     // Records already read must be in the state before positions past them are committed.
     engine.run()?;
     engine.commit()?;
@@ -693,6 +731,15 @@ fn commit(
     }
     write_atomically(commit_path, &serde_json::to_vec_pretty(&record).expect("serializable"))?;
     summary.commits += 1;
+    if let Some(m) = metrics {
+        m.commit(started.elapsed().as_secs_f64(), true);
+        engine.observe(m);
+        m.observe_io(&summary.records_in, &summary.records_out);
+        m.set_tasks(engine.tasks.len(), 0);
+        if let Some((sink, _)) = redis.as_ref() {
+            m.observe_redis_outages(sink.metrics().outages);
+        }
+    }
     Ok(())
 }
 

@@ -241,6 +241,45 @@ impl Engine {
         Ok(())
     }
 
+    /// Folds the tasks' figures into `m` (at a commit): processed, late and dead-lettered records,
+    /// each store's cache hits, misses and size, restored records, open tasks, stream-time lag.
+    pub(crate) fn observe(&self, m: &crate::metrics::AppMetrics) {
+        let mut total = crate::task::TaskMetrics::default();
+        let mut stores: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+        let mut restored = 0;
+        let mut stream_time = i64::MIN;
+        for t in self.tasks.values().chain(self.global.as_ref()) {
+            total.processed += t.ctx.metrics.processed;
+            total.dead_lettered += t.ctx.metrics.dead_lettered;
+            for (k, v) in &t.ctx.metrics.late {
+                *total.late.entry(k.clone()).or_default() += v;
+            }
+            if t.ctx.stream_time != i64::MAX {
+                stream_time = stream_time.max(t.ctx.stream_time);
+            }
+            if let Some(sm) = &t.state {
+                restored += sm.restore.records;
+                for (name, stats) in &sm.stats {
+                    let e = stores.entry(name.clone()).or_default();
+                    e.0 += stats.cache_hits.get();
+                    e.1 += stats.cache_misses.get();
+                }
+            }
+            for store in &t.stores {
+                let store = store.borrow();
+                stores.entry(store.name().to_string()).or_default().2 += store.approximate_num_entries();
+            }
+        }
+        m.observe_tasks(&total);
+        for (name, (hits, misses, entries)) in stores {
+            m.observe_store(&name, hits, misses, entries);
+        }
+        m.observe_restored(restored);
+        if stream_time != i64::MIN {
+            m.set_stream_time_lag(super::now_ms() - stream_time);
+        }
+    }
+
     /// Sets the idle advance of every task, open and future.
     pub(crate) fn set_idle_advance(&mut self, idle: Option<std::time::Duration>) {
         self.idle_advance = idle.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));

@@ -73,6 +73,9 @@ pub struct KafkaConfig {
     /// Idle advance: a task with no records for this long moves its stream time on with the wall clock
     /// (off by default; see the README's time model).
     pub idle_advance: Option<Duration>,
+    /// Metrics and readiness for the operations endpoints ([`crate::metrics::serve`]): updated at
+    /// every commit and rebalance; ready while partitions are assigned and no task is restoring.
+    pub metrics: Option<Arc<crate::metrics::AppMetrics>>,
 }
 
 impl KafkaConfig {
@@ -90,6 +93,7 @@ impl KafkaConfig {
             stop: None,
             max_poll_records: 1000,
             idle_advance: None,
+            metrics: None,
         }
     }
 
@@ -627,7 +631,22 @@ impl Runner<'_> {
         }
         self.summary.commits += 1;
         tracing::debug!(state_ms, total_ms = started.elapsed().as_millis() as u64, "committed");
+        if let Some(m) = &self.config.metrics {
+            m.commit(started.elapsed().as_secs_f64(), true);
+            self.observe(m);
+        }
         Ok(())
+    }
+
+    /// Folds the run's figures into the metrics and says whether it is ready.
+    fn observe(&self, m: &crate::metrics::AppMetrics) {
+        self.engine.observe(m);
+        m.observe_io(&self.summary.records_in, &self.summary.records_out);
+        m.set_tasks(self.engine.tasks.len(), self.restoring.len());
+        m.set_ready(!self.assigned.is_empty() && self.restoring.is_empty());
+        if let Some((sink, _)) = self.redis.as_ref() {
+            m.observe_redis_outages(sink.metrics().outages);
+        }
     }
 
     /// At-least-once: every produced record must be acknowledged before offsets past its input commit.
@@ -696,6 +715,9 @@ impl Runner<'_> {
         let events: Vec<GroupEvent> =
             std::mem::take(&mut *self.consumer.context().events.lock().expect("not poisoned"));
         for event in events {
+            if let Some(m) = &self.config.metrics {
+                m.rebalance();
+            }
             match event {
                 GroupEvent::Revoke(tpl) => self.revoke(&tpl)?,
                 GroupEvent::Assign(tpl) => self.assign(&tpl)?,

@@ -81,3 +81,46 @@ fn sigterm_stops_consuming_commits_and_exits_zero() {
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 3);
     assert!(dir.path().join("state/echo/commit.json").exists(), "the stop committed");
 }
+
+/// GET `path` from `addr`: (status code, body).
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+#[test]
+fn a_run_serves_its_metrics_liveness_and_readiness() {
+    use topology::metrics::{serve, AppMetrics};
+    use topology::{run_embedded, Application, EmbeddedConfig, Input, Output};
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a\nb\nc\n").unwrap();
+    let metrics = AppMetrics::new("echo");
+    let server = serve("127.0.0.1:0", metrics.clone()).unwrap();
+    assert_eq!(http_get(server.addr, "/healthz").0, 200);
+    assert_eq!(http_get(server.addr, "/readyz").0, 503, "not ready before the tasks are open");
+    let mut cfg = EmbeddedConfig::new("echo", dir.path().join("state"));
+    cfg.inputs.push(("in".into(), Input::File(input)));
+    cfg.outputs.push(("out".into(), Output::File(dir.path().join("out.jsonl"))));
+    cfg.metrics = Some(metrics.clone());
+    run_embedded(&EchoApp::topology().unwrap(), &cfg).unwrap();
+    assert_eq!(http_get(server.addr, "/readyz").0, 200);
+    let (status, body) = http_get(server.addr, "/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        r#"topology_records_in_total{application="echo",topic="in"} 3"#,
+        r#"topology_records_out_total{application="echo",topic="out"} 3"#,
+        r#"topology_records_processed_total{application="echo"} 3"#,
+        r#"topology_tasks{application="echo"} 1"#,
+    ] {
+        assert!(body.lines().any(|l| l == line), "no `{line}` in\n{body}");
+    }
+    assert!(body.contains("topology_commit_seconds_count"), "{body}");
+    assert_eq!(http_get(server.addr, "/nope").0, 404);
+}
