@@ -140,14 +140,18 @@ fn stop_on_signals() -> std::io::Result<std::sync::Arc<std::sync::atomic::Atomic
 }
 
 /// Log lines to stderr: `RUST_LOG` filters them (default: info for the runtime, warnings for the rest).
+/// Logs through tracing to stderr: human-readable on a terminal, one JSON object per line otherwise
+/// (for log collectors). `RUST_LOG` filters (default `warn,topology=info`). Secrets never reach a log
+/// line: Kafka properties are not logged, and Redis URLs only without their password.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,topology=info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        builder.try_init()
+    } else {
+        builder.json().with_ansi(false).try_init()
+    };
 }
 
 /// Parses `500ms`, `2s`, `1m` or plain milliseconds.

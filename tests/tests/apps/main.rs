@@ -2,6 +2,7 @@
 
 mod attribution;
 mod fraud;
+mod readmes;
 mod shopper_features;
 
 /// Produces `lines` (JSON) to `topic`, keyed by `key(value)`, stamped with the value's `time_field`.

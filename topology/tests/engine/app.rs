@@ -124,3 +124,55 @@ fn a_run_serves_its_metrics_liveness_and_readiness() {
     assert!(body.contains("topology_commit_seconds_count"), "{body}");
     assert_eq!(http_get(server.addr, "/nope").0, 404);
 }
+
+const SECRETS_CHILD: &str = "TOPOLOGY_SECRETS_CHILD_DIR";
+
+/// A run configured with a SASL password and a Redis password, against a cluster and a Redis that are
+/// down (so it logs retries and outages at debug level): not a log line carries either password, and
+/// off a terminal every line is a JSON object.
+#[test]
+fn no_log_line_carries_a_kafka_or_redis_password() {
+    if let Ok(dir) = std::env::var(SECRETS_CHILD) {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (bootstrap, redis) = (format!("127.0.0.1:{closed}"), format!("redis://:redis-pw-0451@127.0.0.1:{closed}/"));
+        std::process::exit(i32::from(
+            main_with(&[
+                "run",
+                "--state-dir",
+                &dir,
+                "--bootstrap-servers",
+                &bootstrap,
+                "-X",
+                "security.protocol=SASL_PLAINTEXT",
+                "-X",
+                "sasl.mechanism=PLAIN",
+                "-X",
+                "sasl.username=alice",
+                "-X",
+                "sasl.password=sasl-pw-0451",
+                "--redis",
+                &redis,
+            ]) != ExitCode::SUCCESS,
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "app::no_log_line_carries_a_kafka_or_redis_password", "--test-threads=1", "--nocapture"])
+        .env(SECRETS_CHILD, dir.path())
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(!lines.is_empty(), "the run logged (JSON off a terminal):\n{log}");
+    assert!(lines.iter().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{log}");
+    assert!(log.contains("sasl") || log.contains("unreachable") || log.contains("cluster"), "{log}");
+    for secret in ["sasl-pw-0451", "redis-pw-0451"] {
+        assert!(!log.contains(secret), "`{secret}` leaked:\n{log}");
+    }
+}
