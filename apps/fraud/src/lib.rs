@@ -167,7 +167,7 @@ pub fn configure(rules: Rules) -> Result<(), Rules> {
 }
 
 fn rules() -> &'static Rules {
-    RULES.get_or_init(Rules::default)
+    RULES.get_or_init(|| Rules::from_env().unwrap_or_default())
 }
 
 /// Low, medium or high.
@@ -330,7 +330,8 @@ pub fn redis_commands(topic: &str, record: &RawRecord) -> Vec<RedisCommand> {
 /// The application: see the module docs.
 #[topology(application_id = "fraud", redis = redis_commands)]
 pub fn fraud(builder: &mut StreamsBuilder) {
-    build(builder, *INPUTS_KEYED_BY_USER.get_or_init(|| false));
+    // `fraud run` checks the variable first and stops on a bad value.
+    build(builder, *INPUTS_KEYED_BY_USER.get_or_init(|| inputs_keyed_by_user_from_env().unwrap_or(false)));
 }
 
 fn user_of(input: &Input) -> &str {

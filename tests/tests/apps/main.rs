@@ -1,6 +1,7 @@
 //! Workspace tests of the apps: topology snapshots and end-to-end runs.
 
 mod attribution;
+mod compose;
 mod fraud;
 mod readmes;
 mod shopper_features;
