@@ -29,12 +29,18 @@ fn run_child(spec: &str) -> ! {
     std::process::exit(if code == std::process::ExitCode::SUCCESS { 0 } else { 1 });
 }
 
-fn ready(port: u16) -> bool {
+/// GET `path` on the local port: the response text, empty when nothing answers.
+fn get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let _ = write!(s, "GET /readyz HTTP/1.0\r\n\r\n");
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let _ = write!(s, "GET {path} HTTP/1.0\r\n\r\n");
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
+    text
+}
+
+fn ready(port: u16) -> bool {
+    let text = get(port, "/readyz");
     text.starts_with("HTTP/1.1 200") || text.starts_with("HTTP/1.0 200")
 }
 
@@ -90,6 +96,21 @@ fn every_app_service_starts_with_the_compose_files_command_and_environment() {
             assert!(child.try_wait().unwrap().is_none(), "{service} exited before it was ready");
             assert!(Instant::now() < deadline, "{service} never became ready");
             std::thread::sleep(Duration::from_millis(200));
+        }
+        if service == "fraud" {
+            // Consumer lag comes from librdkafka's statistics, every 5 s, once a partition has a
+            // position: give it a transaction to read.
+            crate::produce(
+                &broker,
+                "transactions",
+                &[r#"{"transaction_id":"t1","user_id":"u1","amount":5.0,"payment_method":"card","timestamp":"2026-01-01T00:00:00Z"}"#.to_string()],
+                |v| v["user_id"].as_str().unwrap().to_string(),
+                "timestamp",
+            );
+            while !get(port, "/metrics").contains("topology_consumer_lag{") {
+                assert!(Instant::now() < deadline, "{service}: no consumer lag on /metrics");
+                std::thread::sleep(Duration::from_millis(500));
+            }
         }
         let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         let exit = child.wait().unwrap();

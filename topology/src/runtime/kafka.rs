@@ -147,11 +147,24 @@ struct GroupContext {
     /// While leaving the group, rebalances are applied at once (nobody polls for them any more).
     closing: AtomicBool,
     outage: Arc<Outage>,
+    /// Consumer lag per partition comes from librdkafka's statistics (`statistics.interval.ms`).
+    metrics: Option<Arc<crate::metrics::AppMetrics>>,
 }
 
 impl ClientContext for GroupContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.outage.report(&error, reason);
+    }
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(m) = &self.metrics else { return };
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1 is "unknown" and the internal partition -1 is librdkafka's own
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    m.set_lag(topic, *partition, p.consumer_lag);
+                }
+            }
+        }
     }
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         librdkafka_log(level, fac, message);
@@ -362,11 +375,18 @@ pub fn run_kafka(topology: &Topology, config: &KafkaConfig) -> Result<RunSummary
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", if joins_topics { "range" } else { "cooperative-sticky" })
         .set("isolation.level", if config.exactly_once { "read_committed" } else { "read_uncommitted" });
+    if config.metrics.is_some() {
+        consumer_config.set("statistics.interval.ms", "5000"); // consumer lag for the metrics
+    }
     for (k, v) in &config.properties {
         consumer_config.set(k, v); // the user's settings win
     }
-    let context =
-        GroupContext { events: Mutex::new(Vec::new()), closing: AtomicBool::new(false), outage: outage.clone() };
+    let context = GroupContext {
+        events: Mutex::new(Vec::new()),
+        closing: AtomicBool::new(false),
+        outage: outage.clone(),
+        metrics: config.metrics.clone(),
+    };
     let consumer: BaseConsumer<GroupContext> =
         consumer_config.create_with_context(context).map_err(|e| kafka_error("cannot create a consumer", e))?;
     let mut topics: Vec<&String> = engine.consumers.keys().collect();
