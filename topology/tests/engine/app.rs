@@ -176,3 +176,48 @@ fn no_log_line_carries_a_kafka_or_redis_password() {
         assert!(!log.contains(secret), "`{secret}` leaked:\n{log}");
     }
 }
+
+/// Every series the Grafana dashboard queries is one the runtime exports.
+#[test]
+fn the_grafana_dashboard_queries_only_exported_metrics() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/grafana/topology-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    // Families show once they have a series: a small stateful run with a late record fills them.
+    use topology::{Consumed, Grouped, Materialized, TimeWindows, Windowed};
+    let mut b = StreamsBuilder::new();
+    b.stream(
+        "in",
+        Consumed::with(Serdes::unit(), Serdes::string())
+            .with_timestamp_extractor(|_, v: &String, _| v.parse::<i64>().map_err(|e| e.to_string())),
+    )
+    .group_by_key(Grouped::new())
+    .windowed_by(TimeWindows::of(std::time::Duration::from_millis(10)))
+    .count(Materialized::as_("counts"))
+    .to_stream()
+    .to("out", Produced::with(Serdes::json::<Windowed<()>>(), Serdes::optional(Serdes::json::<u64>())));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), "5\n100\n1\n").unwrap();
+    let metrics = topology::metrics::AppMetrics::new("x");
+    let mut cfg = topology::EmbeddedConfig::new("x", dir.path().join("state"));
+    cfg.inputs.push(("in".into(), topology::Input::File(dir.path().join("in.txt"))));
+    cfg.outputs.push(("out".into(), topology::Output::File(dir.path().join("out.jsonl"))));
+    cfg.metrics = Some(metrics.clone());
+    topology::run_embedded(&b.build().unwrap(), &cfg).unwrap();
+    metrics.set_lag("in", 0, 0); // the Kafka runtime's
+    metrics.rebalance();
+    let exported = metrics.render();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("topology_") {
+                let name: String = expr[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                let base =
+                    ["_total", "_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name);
+                assert!(exported.contains(&format!("# TYPE {base} ")), "the dashboard queries `{name}`, not exported");
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 15, "{queried}");
+}
