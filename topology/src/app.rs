@@ -97,7 +97,7 @@ struct RunArgs {
     /// Processing guarantee.
     #[arg(long, value_enum, default_value = "at-least-once", env = "TOPOLOGY_GUARANTEE")]
     guarantee: Guarantee,
-    /// Also write the app's Redis commands (SETEX, PUBLISH, …) to this Redis (AUTH/TLS in the URL).
+    /// Also write the app's Redis commands (SETEX, PUBLISH, …) to this Redis (AUTH in the URL: redis://user:password@host:6379/0).
     #[arg(long, env = "TOPOLOGY_REDIS_URL", hide_env_values = true)]
     redis: Option<String>,
     /// Under exactly-once on the embedded runtime: input records between commits.

@@ -5,8 +5,9 @@
 //! when it starts and once when it ends) and each flush tries again. When the buffer reaches its bound,
 //! [`RedisSink::push`] blocks, retrying with exponential backoff, until Redis is back — back-pressure on
 //! the task instead of loss. `SET`/`SETEX`/`DEL` are idempotent, so a replay after a crash converges to
-//! the same keys; `PUBLISH` and list pushes may repeat on replay. AUTH and TLS come from the URL
-//! (`redis://:password@host:port/db`, `rediss://…`); passwords never appear in logs or errors.
+//! the same keys; `PUBLISH` and list pushes may repeat on replay. AUTH comes from the URL
+//! (`redis://user:password@host:port/db`); passwords never appear in logs or errors. TLS (`rediss://`)
+//! is not built in yet (the redis crate's TLS feature is off).
 
 use std::time::{Duration, Instant};
 

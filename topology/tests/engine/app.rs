@@ -221,3 +221,29 @@ fn the_grafana_dashboard_queries_only_exported_metrics() {
     }
     assert!(queried >= 15, "{queried}");
 }
+
+/// TLS to Kafka is compiled in (rdkafka's `ssl` feature): a run configured for SSL starts (and waits
+/// for the unreachable cluster) instead of failing on an unsupported setting, then stops cleanly.
+#[test]
+fn kafka_tls_settings_pass_through() {
+    use topology::{run_kafka, Application, KafkaConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cfg = KafkaConfig::new("echo", &format!("127.0.0.1:{closed}"), dir.path());
+    cfg.properties = vec![
+        ("security.protocol".into(), "SASL_SSL".into()),
+        ("sasl.mechanism".into(), "SCRAM-SHA-512".into()),
+        ("sasl.username".into(), "alice".into()),
+        ("sasl.password".into(), "secret".into()),
+        ("ssl.endpoint.identification.algorithm".into(), "https".into()),
+    ];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    cfg.stop = Some(stop.clone());
+    let run = std::thread::spawn(move || run_kafka(&EchoApp::topology().unwrap(), &cfg));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(!run.is_finished(), "the run should be waiting for the cluster, not failing");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let result = run.join().unwrap();
+    assert!(result.is_ok(), "{result:?}");
+}
