@@ -474,17 +474,23 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
             (p.0)(&Progress { records, elapsed_ms: started.elapsed().as_millis() as u64, stream_time, done });
         }
     };
+    // Every commit point commits the same parts of the run.
+    macro_rules! commit_now {
+        () => {
+            commit(
+                &mut engine,
+                &mut writers,
+                &mut summary,
+                &mut redis,
+                &sources,
+                &commit_path,
+                consumed,
+                config.metrics.as_deref(),
+            )
+        };
+    }
     if config.exactly_once && committed.is_none() {
-        commit(
-            &mut engine,
-            &mut writers,
-            &mut summary,
-            &mut redis,
-            &sources,
-            &commit_path,
-            consumed,
-            config.metrics.as_deref(),
-        )?;
+        commit_now!()?;
     }
     let mut line = String::new();
     let mut unflushed = false;
@@ -574,16 +580,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
             now.duration_since(last_commit) >= config.commit_interval
         };
         if due {
-            commit(
-                &mut engine,
-                &mut writers,
-                &mut summary,
-                &mut redis,
-                &sources,
-                &commit_path,
-                consumed,
-                config.metrics.as_deref(),
-            )?;
+            commit_now!()?;
             last_commit = Instant::now();
             last_committed = consumed;
         }
@@ -600,16 +597,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         engine.final_flush()?;
     }
     write_outbox(&mut engine, &mut writers, &mut summary, &mut redis)?;
-    commit(
-        &mut engine,
-        &mut writers,
-        &mut summary,
-        &mut redis,
-        &sources,
-        &commit_path,
-        consumed,
-        config.metrics.as_deref(),
-    )?;
+    commit_now!()?;
     report(&engine, read_this_run, true);
     if let Some((sink, _)) = redis.as_mut() {
         summary.redis_commands = sink.metrics().commands_written;
