@@ -174,6 +174,16 @@ fn split_pair(s: &str, what: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Parses an app's own subcommand (`gen`, `eval`, …) from the process arguments (`args[1]` is the
+/// subcommand): the parsed arguments, or the exit code after clap printed help (0) or a usage error (2)
+/// — as the shared `describe`/`run` commands do.
+pub fn subcommand<P: Parser>(args: &[String]) -> Result<P, ExitCode> {
+    P::try_parse_from(args.iter().skip(1)).map_err(|e| {
+        let _ = e.print();
+        ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+    })
+}
+
 /// Parses the command line (and environment) and runs `A`. Exits 0 on success, 1 on a runtime error
 /// (printed as one line), 2 on bad usage.
 pub fn main<A: Application>() -> ExitCode {

@@ -28,12 +28,9 @@ struct Gen {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("gen") {
-        let g = match Gen::try_parse_from(args.iter().skip(1)) {
+        let g: Gen = match topology::app::subcommand(&args) {
             Ok(g) => g,
-            Err(e) => {
-                let _ = e.print();
-                return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-            }
+            Err(code) => return code,
         };
         let cfg = attribution::generator::GenConfig {
             seed: g.seed,

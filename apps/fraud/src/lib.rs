@@ -145,7 +145,6 @@ impl Rules {
 }
 
 static RULES: OnceLock<Rules> = OnceLock::new();
-static INPUTS_KEYED_BY_USER: OnceLock<bool> = OnceLock::new();
 
 /// Whether `FRAUD_INPUTS_KEYED_BY_USER` says the input topics are keyed by user_id (`true`/`false`,
 /// default false).
@@ -156,12 +155,9 @@ pub fn inputs_keyed_by_user_from_env() -> Result<bool, String> {
     }
 }
 
-/// Sets the input layout for this process (before the topology is built); unkeyed otherwise.
-pub fn configure_inputs_keyed_by_user(keyed: bool) -> Result<(), bool> {
-    INPUTS_KEYED_BY_USER.set(keyed)
-}
-
-/// Sets the rules for this process (before the topology runs); the defaults otherwise.
+/// Sets the rules for this process (before the topology runs); otherwise they come from the `FRAUD_*`
+/// variables ([`Rules::from_env`]) or, where one does not parse, the defaults (`fraud run` stops on it
+/// instead).
 pub fn configure(rules: Rules) -> Result<(), Rules> {
     RULES.set(rules)
 }
@@ -331,7 +327,7 @@ pub fn redis_commands(topic: &str, record: &RawRecord) -> Vec<RedisCommand> {
 #[topology(application_id = "fraud", redis = redis_commands)]
 pub fn fraud(builder: &mut StreamsBuilder) {
     // `fraud run` checks the variable first and stops on a bad value.
-    build(builder, *INPUTS_KEYED_BY_USER.get_or_init(|| inputs_keyed_by_user_from_env().unwrap_or(false)));
+    build(builder, inputs_keyed_by_user_from_env().unwrap_or(false));
 }
 
 fn user_of(input: &Input) -> &str {

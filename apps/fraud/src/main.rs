@@ -33,18 +33,11 @@ struct Eval {
     labels: std::path::PathBuf,
 }
 
-fn parse<P: Parser>(args: &[String]) -> Result<P, ExitCode> {
-    P::try_parse_from(args.iter().skip(1)).map_err(|e| {
-        let _ = e.print();
-        ExitCode::from(if e.use_stderr() { 2 } else { 0 })
-    })
-}
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("gen") => {
-            let g: Gen = match parse(&args) {
+            let g: Gen = match topology::app::subcommand(&args) {
                 Ok(g) => g,
                 Err(code) => return code,
             };
@@ -63,7 +56,7 @@ fn main() -> ExitCode {
             }
         }
         Some("eval") => {
-            let e: Eval = match parse(&args) {
+            let e: Eval = match topology::app::subcommand(&args) {
                 Ok(e) => e,
                 Err(code) => return code,
             };
@@ -91,15 +84,10 @@ fn main() -> ExitCode {
             }
         }
         _ => {
-            match fraud::Rules::from_env().and_then(|r| Ok((r, fraud::inputs_keyed_by_user_from_env()?))) {
-                Ok((r, keyed)) => {
-                    let _ = fraud::configure(r);
-                    let _ = fraud::configure_inputs_keyed_by_user(keyed);
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+            // The topology reads the FRAUD_* variables itself; a bad one stops the run here.
+            if let Err(e) = fraud::Rules::from_env().and_then(|_| fraud::inputs_keyed_by_user_from_env()) {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
             }
             topology::app::main::<fraud::FraudApp>()
         }

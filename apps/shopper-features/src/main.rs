@@ -27,12 +27,9 @@ fn main() -> ExitCode {
     if args.get(1).map(String::as_str) != Some("gen") {
         return topology::app::main::<shopper_features::ShopperFeaturesApp>();
     }
-    let g = match Gen::try_parse_from(args.iter().skip(1)) {
+    let g: Gen = match topology::app::subcommand(&args) {
         Ok(g) => g,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(code) => return code,
     };
     let cfg = shopper_features::generator::GenConfig {
         seed: g.seed,

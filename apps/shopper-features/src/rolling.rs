@@ -101,9 +101,6 @@ pub struct Rolling<'a, L: Lane> {
 }
 
 impl<L: Lane> Rolling<'_, L> {
-    fn panes(&self) -> &WindowStoreHandle<String, L::Pane> {
-        self.panes
-    }
     fn progress(&self, which: u8) -> Option<i64> {
         self.progress.borrow().get(&which)
     }
@@ -119,7 +116,7 @@ impl<L: Lane> Rolling<'_, L> {
             Some(m) => m.borrow().get(&user).unwrap_or_default(),
             None => L::Memory::default(),
         };
-        self.panes().borrow_mut().update(&user, start, &mut |pane| {
+        self.panes.borrow_mut().update(&user, start, &mut |pane| {
             let mut pane = pane.unwrap_or_default();
             L::add(&mut memory, &mut pane, event);
             pane
@@ -159,7 +156,7 @@ impl<L: Lane> Rolling<'_, L> {
         while tick <= last {
             if !emitted_any {
                 // Nothing was in any window at the last tick: skip to the tick after the next pane.
-                let next = self.panes().borrow().fetch_all(tick - reach, last).first().map(|(_, start, _)| *start);
+                let next = self.panes.borrow().fetch_all(tick - reach, last).first().map(|(_, start, _)| *start);
                 match next {
                     None => {
                         tick = align_down(last, width) + width;
@@ -175,7 +172,7 @@ impl<L: Lane> Rolling<'_, L> {
             // One scan per tick serves every window that closes at it.
             let due: Vec<&RollingWindow> = L::WINDOWS.iter().filter(|w| tick % w.tick == 0).collect();
             let span = due.iter().map(|w| w.tick + w.size).max().unwrap_or(0);
-            let panes = self.panes().borrow().fetch_all(tick - span, tick - 1);
+            let panes = self.panes.borrow().fetch_all(tick - span, tick - 1);
             emitted_any = !panes.is_empty();
             for w in due {
                 Self::emit_window(ctx, w, tick, &panes);

@@ -102,6 +102,19 @@ impl KafkaApp {
     }
 }
 
+/// A consumer of `topic` from its start (group `checker`), for reading what an app wrote.
+pub(crate) fn checker(broker: &topology::testing::Broker, topic: &str) -> rdkafka::consumer::BaseConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "checker")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
 /// JSON values read from `topic` from its start, until `done(values)` or the deadline.
 pub(crate) fn read_values(
     broker: &topology::testing::Broker,
@@ -109,15 +122,8 @@ pub(crate) fn read_values(
     deadline: std::time::Instant,
     done: impl Fn(&[serde_json::Value]) -> bool,
 ) -> Vec<serde_json::Value> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", "checker")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
+    let consumer = checker(broker, topic);
     let mut values = Vec::new();
     while !done(&values) && std::time::Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(200)) {

@@ -131,7 +131,6 @@ fn with_redis_every_feature_is_set_with_its_ttl_and_an_outage_loses_nothing() {
 fn through_the_broker_every_feature_equals_the_one_computed_on_files() {
     use std::time::{Duration, Instant};
 
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     use rdkafka::Message;
     use topology::testing::{Broker, Build};
@@ -155,13 +154,7 @@ fn through_the_broker_every_feature_equals_the_one_computed_on_files() {
         }
     }
     producer.flush(Duration::from_secs(30)).unwrap();
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", "checker")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[shopper_features::OUTPUT]).unwrap();
+    let consumer = crate::checker(&broker, shopper_features::OUTPUT);
     // Without an end of input, the ticks closed by the last events' stream time are all that is emitted.
     let (deadline, mut quiet_since) = (Instant::now() + Duration::from_secs(120), Instant::now());
     let mut through_broker = Vec::new();

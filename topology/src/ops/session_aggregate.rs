@@ -63,12 +63,12 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
             ctx.late(&self.name, &reason, &r);
             return;
         }
-        let on_close = self.emit == EmitStrategy::OnWindowClose;
+        // On close, the index of open sessions follows every remove and put (the key encoded once).
+        let encoded = (self.emit == EmitStrategy::OnWindowClose).then(|| crate::serdes::encode(&r.key));
         for (w, v) in found {
             self.store.borrow_mut().remove(&r.key, w);
-            if on_close {
-                let entry = (w.end, crate::serdes::encode(&r.key), w.start);
-                self.open().remove(&entry);
+            if let Some(key) = &encoded {
+                self.open().remove(&(w.end, key.clone(), w.start));
             }
             if self.emit == EmitStrategy::OnWindowUpdate && w != merged {
                 let key = Windowed { key: r.key.clone(), window: w };
@@ -80,9 +80,8 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
             None => (self.first)(&r.key, &r.value, r.timestamp),
         };
         self.store.borrow_mut().put(&r.key, merged, agg.clone());
-        if on_close {
-            let entry = (merged.end, crate::serdes::encode(&r.key), merged.start);
-            self.open().insert(entry);
+        if let Some(key) = encoded {
+            self.open().insert((merged.end, key, merged.start));
         }
         if self.emit == EmitStrategy::OnWindowUpdate {
             let key = Windowed { key: r.key, window: merged };

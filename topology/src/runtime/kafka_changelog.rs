@@ -213,8 +213,10 @@ impl Changelog for KafkaChangelog {
         tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(from as i64))
             .map_err(|e| kafka(&self.topic, "bad offset", e))?;
         consumer.assign(&tpl).map_err(|e| kafka(&self.topic, "cannot assign", e))?;
-        // An empty changelog (every store of a new application) needs no fetch: ask first, so a task
-        // with many stores opens in one round trip per store instead of a quiet second each.
+        // Some brokers never signal the end of an empty partition, so an empty changelog (every store
+        // of a new application) is recognised by asking first: one round trip per store. Only "empty"
+        // (high watermark 0) is trusted: a broker's ListOffsets may report less than the true end of
+        // a non-empty partition, and stopping early would lose state.
         if from == 0 {
             let (_, high) = consumer
                 .fetch_watermarks(&self.topic, self.partition, Duration::from_secs(5))
@@ -225,13 +227,11 @@ impl Changelog for KafkaChangelog {
         }
         let deadline = Instant::now() + self.timeout;
         let mut next = from;
-        let mut quiet_since = Instant::now();
         loop {
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
                     f(m.key().unwrap_or_default(), m.payload())?;
                     next = m.offset() as u64 + 1;
-                    quiet_since = Instant::now();
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => break,
                 Some(Err(e)) => return Err(kafka(&self.topic, "restore failed", e)),
@@ -242,20 +242,7 @@ impl Changelog for KafkaChangelog {
                         format!("at offset {next}"),
                     ))
                 }
-                None => {
-                    // Some brokers never signal the end of an empty partition: after a quiet second, ask.
-                    // Only "empty" (high watermark 0) is trusted: a broker's ListOffsets may report less
-                    // than the true end of a non-empty partition, and stopping early would lose state.
-                    if next == 0 && quiet_since.elapsed() >= Duration::from_secs(1) {
-                        let (_, high) = consumer
-                            .fetch_watermarks(&self.topic, self.partition, Duration::from_secs(5))
-                            .map_err(|e| kafka(&self.topic, "cannot read the end offset", e))?;
-                        if high == 0 {
-                            break;
-                        }
-                        quiet_since = Instant::now();
-                    }
-                }
+                None => {}
             }
         }
         self.end = self.end.max(next);

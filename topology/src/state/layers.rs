@@ -302,37 +302,26 @@ impl BytesStore for Caching {
             return Ok(below); // clean entries equal the store below
         }
         let upper = hi.map_or(Bound::Unbounded, Bound::Included);
-        let segments = self.segments_in(time);
-        // Dirty keys in the range that the store below lacks: remember it (see `Entry::absent_below`).
-        let below_keys: std::collections::HashSet<&[u8]> = below.iter().map(|(k, _)| k.as_slice()).collect();
-        let mut absent: Vec<(i64, Vec<u8>)> = Vec::new();
-        for &s in &segments {
-            let g = &self.groups[&s];
-            for k in g.dirty.range::<[u8], _>((Bound::Included(lo), upper)) {
-                if !g.entries[k.as_slice()].absent_below && !below_keys.contains(k.as_slice()) {
-                    absent.push((s, k.clone()));
-                }
-            }
-        }
-        drop(below_keys);
-        for (s, k) in absent {
-            if let Some(e) = self.groups.get_mut(&s).and_then(|g| g.entries.get_mut(&k)) {
-                e.absent_below = true;
-            }
-        }
-        let groups: Vec<&Group> = segments.iter().map(|s| &self.groups[s]).collect();
-        let mut overlay = groups
-            .iter()
-            .flat_map(|g| g.dirty.range::<[u8], _>((Bound::Included(lo), upper)).map(move |k| (k, &g.entries[k])))
-            .peekable();
-        if overlay.peek().is_none() {
+        let dirty: Vec<(i64, Vec<u8>)> = self
+            .segments_in(time)
+            .into_iter()
+            .flat_map(|s| {
+                self.groups[&s].dirty.range::<[u8], _>((Bound::Included(lo), upper)).map(move |k| (s, k.clone()))
+            })
+            .collect();
+        if dirty.is_empty() {
             return Ok(below);
         }
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = below.into_iter().collect();
-        for (k, e) in overlay {
+        for (s, k) in dirty {
+            let e = self.groups.get_mut(&s).and_then(|g| g.entries.get_mut(&k)).expect("dirty keys are cached");
+            // A dirty key the store below lacks: remember it (see `Entry::absent_below`).
+            if !merged.contains_key(&k) {
+                e.absent_below = true;
+            }
             match &e.value {
-                Some(v) => merged.insert(k.clone(), v.clone()),
-                None => merged.remove(k),
+                Some(v) => merged.insert(k, v.clone()),
+                None => merged.remove(&k),
             };
         }
         Ok(merged.into_iter().collect())
