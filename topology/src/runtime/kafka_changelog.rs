@@ -161,9 +161,9 @@ impl Changelog for KafkaChangelog {
         if let Some(v) = value {
             record = record.payload(v);
         }
-        if timestamp != i64::MIN && timestamp != i64::MAX {
-            record = record.timestamp(timestamp);
-        }
+        // The timestamp is the writer's stream time, which a restore takes up again: never let the
+        // producer stamp its wall clock instead (0 = no stream time yet; restores read it as none).
+        record = record.timestamp(timestamp.max(0));
         loop {
             match self.producer.send(record) {
                 Ok(()) => {
@@ -230,7 +230,8 @@ impl Changelog for KafkaChangelog {
         loop {
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
-                    f(m.key().unwrap_or_default(), m.payload())?;
+                    let ts = m.timestamp().to_millis().filter(|&t| t > 0).unwrap_or(i64::MIN);
+                    f(m.key().unwrap_or_default(), m.payload(), ts)?;
                     next = m.offset() as u64 + 1;
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => break,

@@ -7,8 +7,9 @@ use std::path::Path;
 use crate::error::Result;
 use crate::log::LocalLog;
 
-/// Receives replayed changelog records: key and value (`None` = delete).
-pub type ReplayFn<'a> = dyn FnMut(&[u8], Option<&[u8]>) -> Result<()> + 'a;
+/// Receives replayed changelog records: key, value (`None` = delete) and timestamp (the writing task's
+/// stream time, which a restore takes up again).
+pub type ReplayFn<'a> = dyn FnMut(&[u8], Option<&[u8]>, i64) -> Result<()> + 'a;
 
 /// The changelog of one store partition.
 pub trait Changelog {
@@ -44,7 +45,7 @@ impl Changelog for LogChangelog {
         Ok(self.log.end_offset())
     }
     fn read_from(&mut self, from: u64, f: &mut ReplayFn<'_>) -> Result<u64> {
-        self.log.read_from(from, &mut |r| f(r.key.as_deref().unwrap_or_default(), r.value.as_deref()))
+        self.log.read_from(from, &mut |r| f(r.key.as_deref().unwrap_or_default(), r.value.as_deref(), r.timestamp))
     }
     fn truncate(&mut self, offset: u64) -> Result<()> {
         self.log.truncate(offset)

@@ -190,6 +190,10 @@ pub(crate) struct StateManager {
     pub(crate) clock: Rc<Cell<i64>>,
     pub(crate) stats: BTreeMap<String, Rc<StoreStats>>,
     pub(crate) restore: RestoreStats,
+    /// The latest timestamp among the changelog records replayed: the stream time of the task that
+    /// wrote them. A task restored without (or with an older) checkpoint takes stream time up from
+    /// there, so operators know which windows were already closed and emitted.
+    restored_stream_time: i64,
 }
 
 impl StateManager {
@@ -207,7 +211,11 @@ impl StateManager {
             });
         }
         let sled_config = |dir: &Path| {
-            sled::Config::new().path(dir.join("db")).cache_capacity(config.sled_cache_bytes).flush_every_ms(None)
+            sled::Config::new()
+                .path(dir.join("db"))
+                .cache_capacity(config.sled_cache_bytes)
+                .flush_every_ms(None)
+                .mode(sled::Mode::HighThroughput)
         };
         let (db, local_trusted) = match sled_config(&task_dir).open() {
             Ok(db) => (db, existed),
@@ -237,6 +245,7 @@ impl StateManager {
             clock: Rc::new(Cell::new(i64::MIN)),
             stats: BTreeMap::new(),
             restore: RestoreStats::default(),
+            restored_stream_time: i64::MIN,
         })
     }
 
@@ -245,9 +254,10 @@ impl StateManager {
         (self.config.cache_max_bytes > 0).then(|| (self.config.cache_max_bytes / 256).max(64))
     }
 
-    /// The stream time recorded at the last commit.
+    /// The stream time the task resumes at: the one recorded at the last checkpoint, or the latest one
+    /// found in the changelogs restored since (checkpoints are written every so many records).
     pub(crate) fn checkpointed_stream_time(&self) -> i64 {
-        self.checkpoint.as_ref().map_or(i64::MIN, |c| c.stream_time)
+        self.checkpoint.as_ref().map_or(i64::MIN, |c| c.stream_time).max(self.restored_stream_time)
     }
 
     /// The store's sled-backed byte store, and how to read a time from its keys (window and session
@@ -349,8 +359,10 @@ impl StateManager {
         // restore skips superseded updates (memory stays bounded by the chunk).
         let mut n = 0u64;
         let mut latest: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
-        log.read_from(from, &mut |k, v| {
+        let mut max_ts = self.restored_stream_time;
+        log.read_from(from, &mut |k, v, ts| {
             n += 1;
+            max_ts = max_ts.max(ts);
             latest.insert(k.to_vec(), v.map(<[u8]>::to_vec));
             if latest.len() >= RESTORE_CHUNK {
                 for (k, v) in latest.drain() {
@@ -362,6 +374,7 @@ impl StateManager {
         for (k, v) in latest.drain() {
             stack.restore(&k, v.as_deref())?;
         }
+        self.restored_stream_time = max_ts;
         self.restore.records += n;
         self.restore.micros += started.elapsed().as_micros() as u64;
         Ok(())

@@ -64,7 +64,7 @@ fn a_kafka_changelog_appends_reports_its_end_and_replays_from_an_offset() {
     let broker = Broker::start(Build::CratesIo);
     broker.create_topic("app-store-changelog", 2);
     let mut log = KafkaChangelog::new(&client(&broker), "app-store-changelog", 1).unwrap();
-    assert_eq!(log.read_from(0, &mut |_, _| Ok(())).unwrap(), 0, "an empty changelog ends at 0");
+    assert_eq!(log.read_from(0, &mut |_, _, _| Ok(())).unwrap(), 0, "an empty changelog ends at 0");
     for n in 0..300u32 {
         let key = format!("k{}", n % 10);
         let value = n.to_string();
@@ -81,7 +81,9 @@ fn a_kafka_changelog_appends_reports_its_end_and_replays_from_an_offset() {
     let mut other = KafkaChangelog::new(&client(&broker), "app-store-changelog", 1).unwrap();
     let mut seen = Vec::new();
     let end = other
-        .read_from(290, &mut |k, v| {
+        .read_from(290, &mut |k, v, ts| {
+            let n: i64 = v.map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
+            assert!(v.is_none() || ts == 1_000 + n, "the writer's timestamp comes back: {ts} for {n}");
             seen.push((String::from_utf8(k.to_vec()).unwrap(), v.map(|v| String::from_utf8(v.to_vec()).unwrap())));
             Ok(())
         })

@@ -51,7 +51,7 @@ fn changelog_records(dir: &Path, store: &str, partition: u32) -> u64 {
     let path =
         dir.join(APP).join("changelogs").join(format!("{APP}-{store}-changelog")).join(format!("{partition}.log"));
     let mut log = LogChangelog::open(&path).unwrap();
-    log.read_from(0, &mut |_, _| Ok(())).unwrap()
+    log.read_from(0, &mut |_, _, _| Ok(())).unwrap()
 }
 
 #[test]
@@ -278,40 +278,70 @@ fn results_with_sled_stores_equal_in_memory_results() {
     assert_eq!(run(None), run(Some(dir.path())));
 }
 
-/// Regression: a cached tombstone of an emitted window must reach the store even when the window's
-/// segment lives on, or the window's older value comes back.
+/// Closed windows stay in the store until their segment expires (closing costs no delete and no
+/// tombstone); what was emitted follows from the stream time a task resumes at. A restart — clean,
+/// after a crash with no checkpoint yet, or with the local store gone — emits every window once.
 #[test]
-fn emitted_windows_stay_deleted_with_and_without_a_cache() {
-    type Emitted = Vec<(String, u64)>;
-    type Open = Vec<(String, i64, u64)>;
-    fn run(cache: usize) -> (Emitted, Open) {
+fn emitted_windows_are_not_emitted_again_after_a_restart_or_a_restore() {
+    #[derive(Debug, Clone, Copy)]
+    enum Restart {
+        None,
+        Clean,
+        CrashAfterCommit,
+        LocalStoreLost,
+    }
+    fn run(cache: usize, restart: Restart) -> Vec<(String, u64)> {
         let dir = tempfile::tempdir().unwrap();
-        let mut b = StreamsBuilder::new();
-        b.stream("in", Consumed::with(s(), i()))
-            .group_by_key(Grouped::new())
-            .windowed_by(TimeWindows::of(Duration::from_millis(100)))
-            .emit(EmitStrategy::OnWindowClose)
-            .count(Materialized::as_("c"))
-            .to_stream()
-            .map(|k, v| (format!("{}@{}", k.key, k.window.start), v.unwrap()))
-            .to("out", Produced::with(s(), crate::json::<u64>()));
-        let config = StateConfig::new(dir.path()).cache_max_bytes(cache);
-        let d = TestDriver::builder(b.build().unwrap()).state(config).build().unwrap();
-        let inp = d.input_topic("in", s(), i());
+        let open = || {
+            let mut b = StreamsBuilder::new();
+            b.stream("in", Consumed::with(s(), i()))
+                .group_by_key(Grouped::new())
+                .windowed_by(TimeWindows::of(Duration::from_millis(100)))
+                .emit(EmitStrategy::OnWindowClose)
+                .count(Materialized::as_("c"))
+                .to_stream()
+                .map(|k, v| (format!("{}@{}", k.key, k.window.start), v.unwrap()))
+                .to("out", Produced::with(s(), crate::json::<u64>()));
+            let config = StateConfig::new(dir.path()).cache_max_bytes(cache);
+            TestDriver::builder(b.build().unwrap()).application_id(APP).state(config).build().unwrap()
+        };
+        let mut d = open();
+        let mut out = Vec::new();
         for n in 0..60 {
-            inp.pipe("g".into(), n, n * 30);
+            d.input_topic("in", s(), i()).pipe(format!("g{}", n % 2), n, n * 30);
             if n == 40 {
                 d.commit().unwrap();
+                out.extend(d.output_topic("out", s(), crate::json::<u64>()).read_key_values());
+                match restart {
+                    Restart::None => continue,
+                    Restart::Clean => d.close().unwrap(),
+                    Restart::CrashAfterCommit => drop(d),
+                    Restart::LocalStoreLost => {
+                        drop(d);
+                        std::fs::remove_dir_all(dir.path().join(APP).join("0_0")).unwrap();
+                    }
+                }
+                d = open();
+                if matches!(restart, Restart::LocalStoreLost) {
+                    assert_eq!(d.restore_stats().full_restores, 1);
+                }
             }
         }
-        let open = d.window_all::<String, u64>("c");
-        (d.output_topic("out", s(), crate::json::<u64>()).read_key_values(), open)
+        d.final_flush().unwrap();
+        out.extend(d.output_topic("out", s(), crate::json::<u64>()).read_key_values());
+        out
     }
-    let (out, open) = run(0);
-    assert_eq!(open, vec![("g".into(), 1700, 3)]);
-    assert_eq!(out.len(), 17);
-    assert_eq!(run(4096), (out.clone(), open.clone()));
-    assert_eq!(run(1 << 20), (out, open));
+    let uninterrupted = run(0, Restart::None);
+    assert_eq!(uninterrupted.len(), 36, "18 windows of 100 ms for each of 2 keys: {uninterrupted:?}");
+    let mut distinct = uninterrupted.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), uninterrupted.len(), "each window once");
+    for cache in [0, 4096, 1 << 20] {
+        for restart in [Restart::None, Restart::Clean, Restart::CrashAfterCommit, Restart::LocalStoreLost] {
+            assert_eq!(run(cache, restart), uninterrupted, "cache {cache}, {restart:?}");
+        }
+    }
 }
 
 #[test]
