@@ -5,11 +5,14 @@
 //! cargo run --release -p bench -- e1 --input /tmp/events-1m.jsonl        # the engine (embedded, sled, changelogs)
 //! cargo run --release -p bench -- floor-e1 --input /tmp/events-1m.jsonl  # the plain-loop floor
 //! cargo run --release -p bench -- table --input /tmp/events-1m.jsonl     # all four, a markdown table
+//! cargo run --release -p bench -- nexmark q5 --events 1000000               # a Nexmark query on the engine
+//! cargo run --release -p bench -- nexmark-table --events 1000000           # every query and its floor
 //! ```
 //!
 //! Each run prints one JSON line last: {"workload", "events", "wall_s", "events_per_s", "peak_rss_mb",
 //! "output_rows", "checksum", "late"}.
 
+mod nexmark;
 mod workloads;
 
 use std::path::PathBuf;
@@ -53,6 +56,39 @@ enum Cmd {
     FloorE2(Files),
     /// Runs e1, floor-e1, e2, floor-e2 (each in its own process) and prints a markdown table.
     Table(Files),
+    /// A Nexmark query on the engine, over events from the nexmark generator.
+    Nexmark(NexmarkArgs),
+    /// A Nexmark query as a plain loop (the same rows).
+    NexmarkFloor(NexmarkArgs),
+    /// Every Nexmark query and its floor (each in its own process), as a markdown table.
+    NexmarkTable(NexmarkArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct NexmarkArgs {
+    /// The query (not used by nexmark-table).
+    #[arg(value_enum, default_value = "q0")]
+    query: nexmark::Query,
+    /// Events to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// The events file: generated there if missing (default: a temporary file).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// State directory (default: a temporary directory).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+impl NexmarkArgs {
+    /// The events file, generated first if needed (not timed).
+    fn events_file(&self, tmp: &std::path::Path) -> Result<PathBuf, String> {
+        let path = self.input.clone().unwrap_or_else(|| tmp.join("nexmark.jsonl"));
+        if !path.exists() {
+            nexmark::generate(self.events, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(path)
+    }
 }
 
 /// Peak resident set size of this process, MB (VmHWM).
@@ -100,19 +136,52 @@ fn floor(name: &str, workload: Workload, files: &Files) -> Result<(), String> {
     Ok(())
 }
 
-fn table(files: &Files) -> Result<(), String> {
+fn nexmark_engine(args: &NexmarkArgs) -> Result<(), String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let input = args.events_file(tmp.path())?;
+    let output = tmp.path().join("rows.jsonl");
+    let state = args.state_dir.clone().unwrap_or_else(|| tmp.path().join("state"));
+    let name = format!("nexmark-{}", args.query.name());
+    let mut cfg = EmbeddedConfig::new(&format!("bench-{name}"), state);
+    cfg.inputs.push((nexmark::INPUT.into(), Input::File(input)));
+    cfg.outputs.push((nexmark::OUTPUT.into(), Output::File(output.clone())));
+    let topology = nexmark::topology(args.query);
+    let started = Instant::now();
+    let summary = run_embedded(&topology, &cfg).map_err(|e| e.to_string())?;
+    let wall = started.elapsed().as_secs_f64();
+    let checksum = nexmark::checksum_of_output(&output).map_err(|e| e.to_string())?;
+    let events = summary.records_in.get(nexmark::INPUT).copied().unwrap_or(0);
+    report(&name, events, wall, checksum.rows, checksum.hex(), summary.late);
+    Ok(())
+}
+
+fn nexmark_floor(args: &NexmarkArgs) -> Result<(), String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let input = args.events_file(tmp.path())?;
+    let file = std::fs::File::open(&input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let started = Instant::now();
+    let r = nexmark::floor_reader(args.query, std::io::BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| e.to_string())?;
+    let name = format!("floor-nexmark-{}", args.query.name());
+    report(&name, r.events, started.elapsed().as_secs_f64(), r.checksum.rows, r.checksum.hex(), 0);
+    Ok(())
+}
+
+/// Runs `bench <args>` in its own process and returns its last line, parsed.
+fn child(args: &[&std::ffi::OsStr]) -> Result<serde_json::Value, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut results = Vec::new();
-    for name in ["e1", "floor-e1", "e2", "floor-e2"] {
-        let out = Command::new(&exe).arg(name).arg("--input").arg(&files.input).output().map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let last = text
-            .lines()
-            .last()
-            .ok_or_else(|| format!("{name} printed nothing: {}", String::from_utf8_lossy(&out.stderr)))?;
-        let v: serde_json::Value = serde_json::from_str(last).map_err(|e| format!("{name}: {e}: {last}"))?;
-        results.push(v);
-    }
+    let out = Command::new(&exe).args(args).output().map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let name = args.first().map_or(String::new(), |a| a.to_string_lossy().into_owned());
+    let last = text
+        .lines()
+        .last()
+        .ok_or_else(|| format!("{name} printed nothing: {}", String::from_utf8_lossy(&out.stderr)))?;
+    serde_json::from_str(last).map_err(|e| format!("{name}: {e}: {last}"))
+}
+
+/// Prints (engine, floor) pairs as a markdown table; an error if a pair's rows differ.
+fn print_pairs(results: &[serde_json::Value]) -> Result<(), String> {
     println!("| workload | events | events/s | vs floor | peak RSS MB | output rows | checksum | late |");
     println!("|---|---|---|---|---|---|---|---|");
     for pair in results.chunks(2) {
@@ -137,6 +206,27 @@ fn table(files: &Files) -> Result<(), String> {
     Ok(())
 }
 
+fn nexmark_table(args: &NexmarkArgs) -> Result<(), String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let input = args.events_file(tmp.path())?;
+    let mut results = Vec::new();
+    for query in nexmark::Query::ALL {
+        for cmd in ["nexmark", "nexmark-floor"] {
+            let q = query.name();
+            results.push(child(&[cmd.as_ref(), q.as_ref(), "--input".as_ref(), input.as_os_str()])?);
+        }
+    }
+    print_pairs(&results)
+}
+
+fn table(files: &Files) -> Result<(), String> {
+    let mut results = Vec::new();
+    for name in ["e1", "floor-e1", "e2", "floor-e2"] {
+        results.push(child(&[name.as_ref(), "--input".as_ref(), files.input.as_os_str()])?);
+    }
+    print_pairs(&results)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -145,6 +235,9 @@ fn main() -> ExitCode {
         Cmd::FloorE1(f) => floor("floor-e1", Workload::E1, f),
         Cmd::FloorE2(f) => floor("floor-e2", Workload::E2, f),
         Cmd::Table(f) => table(f),
+        Cmd::Nexmark(a) => nexmark_engine(a),
+        Cmd::NexmarkFloor(a) => nexmark_floor(a),
+        Cmd::NexmarkTable(a) => nexmark_table(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -404,13 +404,15 @@ impl Engine {
         self.run()
     }
 
-    /// End of input: every task emits its final results, then everything is processed. Results flushed
-    /// by one sub-topology may open windows in the next, so this repeats once per sub-topology.
+    /// End of input: every task emits its final results, then everything is processed. Sub-topologies
+    /// go in order (upstream ones are numbered first), each one's results processed downstream before
+    /// the next one flushes: results of one stage may open windows in the next, which must still be
+    /// open when they arrive.
     pub(crate) fn final_flush(&mut self) -> Result<(), Error> {
-        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-        let levels = ids.iter().map(|id| id.subtopology).max().map_or(0, |m| m + 1);
-        for _ in 0..levels {
-            for id in &ids {
+        let mut ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        ids.sort();
+        for stage in ids.chunk_by(|a, b| a.subtopology == b.subtopology) {
+            for id in stage {
                 let task = self.tasks.get_mut(id).expect("task exists");
                 task.final_flush();
                 let out = task.take_output();

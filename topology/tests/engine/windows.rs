@@ -299,3 +299,36 @@ fn with_idle_advance_a_quiet_task_closes_its_windows_by_the_wall_clock() {
     d.advance_wall_clock(ms(600_000)).unwrap();
     assert_eq!(read(&d), vec![], "without idle advance only records move stream time");
 }
+
+/// End of input closes chained windowed stages in order: the first stage's final results reach the
+/// second stage while its windows are still open (they were late there before, and lost).
+#[test]
+fn a_final_flush_closes_chained_window_stages_in_order() {
+    let mut b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(s(), i()))
+        .group_by_key(Grouped::as_("by-key"))
+        .windowed_by(TimeWindows::of(ms(10)).grace(ms(0)))
+        .emit(EmitStrategy::OnWindowClose)
+        .count(Materialized::as_("per-key"))
+        .to_stream()
+        .map(|k: Windowed<String>, n: Option<u64>| (k.window.start, n.unwrap_or(0) as i64))
+        .group_by_key(Grouped::as_("by-window"))
+        .windowed_by(TimeWindows::of(ms(10)).grace(ms(0)))
+        .emit(EmitStrategy::OnWindowClose)
+        .reduce(|a, b| a.max(*b), Materialized::as_("busiest"))
+        .to_stream()
+        .map(|k: Windowed<i64>, v: Option<i64>| (k.key, v.unwrap_or(0)))
+        .to("out", Produced::with(json::<i64>(), i()));
+    let d = TestDriver::new(b.build().unwrap());
+    let inp = d.input_topic("in", s(), i());
+    for (key, t) in [("a", 1), ("a", 2), ("b", 3), ("a", 11), ("b", 12), ("b", 13), ("b", 14)] {
+        inp.pipe(key.into(), 1, t);
+    }
+    let out = d.output_topic("out", json::<i64>(), i());
+    assert!(out.is_empty(), "nothing is closed yet in the second stage");
+    d.final_flush().unwrap();
+    let mut got = out.read_key_values();
+    got.sort();
+    assert_eq!(got, vec![(0, 2), (10, 3)], "per 10 ms window, the busiest key's count");
+    assert_eq!(d.metrics().late.values().sum::<u64>(), 0, "{:?}", d.metrics().late);
+}
