@@ -100,6 +100,15 @@ struct RunArgs {
     /// Also write the app's Redis commands (SETEX, PUBLISH, …) to this Redis (AUTH in the URL: redis://user:password@host:6379/0).
     #[arg(long, env = "TOPOLOGY_REDIS_URL", hide_env_values = true)]
     redis: Option<String>,
+    /// For a rediss:// (TLS) URL: a CA certificate to trust besides the system's (PEM).
+    #[arg(long, env = "TOPOLOGY_REDIS_CA_CERT", requires = "redis")]
+    redis_ca_cert: Option<PathBuf>,
+    /// For a rediss:// URL: a client certificate for mutual TLS (PEM; with --redis-client-key).
+    #[arg(long, env = "TOPOLOGY_REDIS_CLIENT_CERT", requires_all = ["redis", "redis_client_key"])]
+    redis_client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "TOPOLOGY_REDIS_CLIENT_KEY", requires_all = ["redis", "redis_client_cert"])]
+    redis_client_key: Option<PathBuf>,
     /// Under exactly-once on the embedded runtime: input records between commits.
     #[arg(long, default_value_t = 10_000, env = "TOPOLOGY_COMMIT_EVERY_RECORDS")]
     commit_every_records: u64,
@@ -241,11 +250,20 @@ fn run<A: Application>(cli: Cli) -> Result<(), String> {
                 guarantee,
                 commit_every_records,
                 redis,
+                redis_ca_cert,
+                redis_client_cert,
+                redis_client_key,
                 bootstrap_servers,
                 kafka_properties,
             } = *args;
             init_logging();
+            let tls = crate::sink::redis::RedisTls {
+                ca_cert: redis_ca_cert,
+                client_cert: redis_client_cert,
+                client_key: redis_client_key,
+            };
             let redis = redis.map(|url| crate::runtime::RedisOutput {
+                tls,
                 url,
                 mapper: std::sync::Arc::new(|topic: &str, record: &crate::RawRecord| A::redis_commands(topic, record)),
                 max_buffered: 100_000,

@@ -143,6 +143,31 @@ impl RedisServer {
         RedisServer { port, child }
     }
 
+    /// Starts one that also listens for TLS on `tls_port`, with certificates made in `dir` by the
+    /// `openssl` tool (a CA, a server certificate for 127.0.0.1, a client certificate); clients must
+    /// present a certificate signed by the CA there. The plain port stays open for checking.
+    pub fn start_tls(dir: &std::path::Path) -> (RedisServer, u16, RedisTlsFiles) {
+        let files = RedisTlsFiles::make(dir);
+        let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (port, tls_port) = (free(), free());
+        let arg = |p: &std::path::Path| p.display().to_string();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--tls-port", &tls_port.to_string(), "--tls-auth-clients", "yes"])
+            .args(["--tls-cert-file", &arg(&files.server_cert), "--tls-key-file", &arg(&files.server_key)])
+            .args(["--tls-ca-cert-file", &arg(&files.ca_cert)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/setup installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start TLS on port {tls_port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (RedisServer { port, child }, tls_port, files)
+    }
+
     /// `redis://127.0.0.1:PORT/`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
@@ -151,6 +176,52 @@ impl RedisServer {
     /// A synchronous connection to `url`.
     pub fn client(&self, url: &str) -> redis::Connection {
         redis::Client::open(url).unwrap().get_connection().unwrap()
+    }
+}
+
+/// PEM files of a test CA, a server certificate for 127.0.0.1 and a client certificate.
+#[derive(Debug, Clone)]
+pub struct RedisTlsFiles {
+    /// The CA certificate.
+    pub ca_cert: std::path::PathBuf,
+    /// The server's certificate and key.
+    pub server_cert: std::path::PathBuf,
+    /// See `server_cert`.
+    pub server_key: std::path::PathBuf,
+    /// A client certificate signed by the CA, and its key.
+    pub client_cert: std::path::PathBuf,
+    /// See `client_cert`.
+    pub client_key: std::path::PathBuf,
+}
+
+impl RedisTlsFiles {
+    fn make(dir: &std::path::Path) -> RedisTlsFiles {
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("the openssl tool is installed (.ci/setup installs it)");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ca = "req -x509 -newkey rsa:2048 -nodes -days 2 -keyout ca.key -out ca.crt -subj";
+        openssl(&[ca.split(' ').collect(), vec!["/CN=topology test CA"]].concat());
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        for name in ["server", "client"] {
+            let request = format!("req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr -subj");
+            openssl(&[request.split(' ').collect(), vec![&*format!("/CN={name}")]].concat());
+            let sign = format!(
+                "x509 -req -days 2 -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -extfile san.ext"
+            );
+            openssl(&sign.split(' ').collect::<Vec<_>>());
+        }
+        RedisTlsFiles {
+            ca_cert: dir.join("ca.crt"),
+            server_cert: dir.join("server.crt"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+        }
     }
 }
 

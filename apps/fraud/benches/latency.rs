@@ -166,6 +166,7 @@ fn instance(spec: &str) {
         url: redis.to_string(),
         mapper: std::sync::Arc::new(|t: &str, r: &topology::RawRecord| fraud::redis_commands(t, r)),
         max_buffered: 1_000_000,
+        tls: Default::default(),
     });
     cfg.stop = Some(stop);
     // BENCH_KEYED=1: the transactions are keyed by user (they are), so no by-user repartition hop.

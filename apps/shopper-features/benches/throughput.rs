@@ -51,6 +51,7 @@ fn main() {
                     ShopperFeaturesApp::redis_commands(t, r)
                 }),
                 max_buffered: 1_000_000,
+                tls: Default::default(),
             });
         }
         let started = Instant::now();

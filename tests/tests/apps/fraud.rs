@@ -73,6 +73,7 @@ fn with_redis_down_alerts_still_reach_the_topic_and_redis_catches_up_when_it_ret
         url: url.clone(),
         mapper: std::sync::Arc::new(|t: &str, r: &topology::RawRecord| FraudApp::redis_commands(t, r)),
         max_buffered: 1_000_000,
+        tls: Default::default(),
     });
     // Redis is down while the run processes everything, and comes back two seconds later; the run's
     // final flush waits for it.

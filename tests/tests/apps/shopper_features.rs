@@ -32,6 +32,7 @@ fn run(
         url,
         mapper: std::sync::Arc::new(|t: &str, r: &topology::RawRecord| ShopperFeaturesApp::redis_commands(t, r)),
         max_buffered: 1_000_000,
+        tls: Default::default(),
     });
     let summary = run_embedded(&ShopperFeaturesApp::topology().unwrap(), &run).unwrap();
     let events = lines.iter().map(|l| parse(l).unwrap()).collect();

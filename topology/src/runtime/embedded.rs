@@ -161,6 +161,8 @@ pub struct RedisOutput {
     pub mapper: RedisMapper,
     /// Commands buffered at most before the run waits for Redis.
     pub max_buffered: usize,
+    /// TLS material for a `rediss://` URL beyond the system's roots.
+    pub tls: crate::sink::redis::RedisTls,
 }
 
 impl std::fmt::Debug for RedisOutput {
@@ -440,7 +442,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     let mut consumed = committed.as_ref().map_or(0, |c| c.consumed);
     let mut redis = match &config.redis {
         Some(r) => Some((
-            crate::sink::redis::RedisSink::open(&r.url, r.max_buffered)
+            crate::sink::redis::RedisSink::open_tls(&r.url, &r.tls, r.max_buffered)
                 .map_err(|e| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())))?,
             r.mapper.clone(),
         )),
@@ -499,6 +501,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     if let Some(m) = &config.metrics {
         m.set_tasks(engine.tasks.len(), 0);
         m.set_ready(true);
+        engine.sample_latency();
     }
     loop {
         if config.stop.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {

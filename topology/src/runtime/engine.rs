@@ -60,6 +60,44 @@ pub(crate) struct Engine {
     pub(crate) external: bool,
     /// Idle advance of every task, ms (see `Task::advance_wall_clock`).
     idle_advance: Option<i64>,
+    /// Processing times of sampled records, for the metrics (on once a runtime observes them).
+    latency: LatencySampler,
+}
+
+/// Times one record in [`LatencySampler::EVERY`] through its task (processing and routing its
+/// output), so the hot loop pays for a clock read rarely; the samples wait for the next metrics
+/// observation.
+#[derive(Default)]
+struct LatencySampler {
+    on: std::cell::Cell<bool>,
+    countdown: u32,
+    samples: std::cell::RefCell<Vec<f64>>,
+}
+
+impl LatencySampler {
+    const EVERY: u32 = 64;
+    /// Samples kept between two observations at most (the rest are dropped).
+    const MAX: usize = 10_000;
+
+    /// Whether to time the next record.
+    fn due(&mut self) -> bool {
+        if !self.on.get() {
+            return false;
+        }
+        if self.countdown == 0 {
+            self.countdown = Self::EVERY - 1;
+            return true;
+        }
+        self.countdown -= 1;
+        false
+    }
+
+    fn add(&self, seconds: f64) {
+        let mut samples = self.samples.borrow_mut();
+        if samples.len() < Self::MAX {
+            samples.push(seconds);
+        }
+    }
 }
 
 impl Engine {
@@ -117,14 +155,7 @@ impl Engine {
             }
             let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
             for id in ids {
-                loop {
-                    let task = self.tasks.get_mut(&id).expect("task exists");
-                    let did = task.process_one()?;
-                    let out = task.take_output();
-                    self.route(out)?;
-                    if !did {
-                        break;
-                    }
+                while self.process_task(id)? {
                     progressed = true;
                 }
             }
@@ -209,6 +240,7 @@ impl Engine {
             outbox: Vec::new(),
             external: false,
             idle_advance: None,
+            latency: LatencySampler::default(),
         };
         if !lazy_tasks {
             for &id in &plan.tasks {
@@ -241,9 +273,17 @@ impl Engine {
         Ok(())
     }
 
+    /// Starts timing sampled records for the metrics.
+    pub(crate) fn sample_latency(&self) {
+        self.latency.on.set(true);
+    }
+
     /// Folds the tasks' figures into `m` (at a commit): processed, late and dead-lettered records,
-    /// each store's cache hits, misses and size, restored records, open tasks, stream-time lag.
+    /// each store's cache hits, misses and size, restored records, open tasks, stream-time lag, and
+    /// the processing times sampled since the last call.
     pub(crate) fn observe(&self, m: &crate::metrics::AppMetrics) {
+        self.sample_latency();
+        m.observe_process_seconds(&std::mem::take(&mut *self.latency.samples.borrow_mut()));
         let mut total = crate::task::TaskMetrics::default();
         let mut stores: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
         let mut restored = 0;
@@ -380,11 +420,22 @@ impl Engine {
         }
         let next = self.tasks.iter().filter_map(|(id, t)| t.head_timestamp().map(|ts| (ts, *id))).min();
         let Some((_, id)) = next else { return Ok(false) };
+        self.process_task(id)?;
+        Ok(true)
+    }
+
+    /// Processes the next record of task `id` and routes what it wrote (timing it now and then for
+    /// the metrics); whether there was one.
+    fn process_task(&mut self, id: TaskId) -> Result<bool, Error> {
+        let started = self.latency.due().then(std::time::Instant::now);
         let task = self.tasks.get_mut(&id).expect("task exists");
-        task.process_one()?;
+        let did = task.process_one()?;
         let out = task.take_output();
         self.route(out)?;
-        Ok(true)
+        if let (true, Some(started)) = (did, started) {
+            self.latency.add(started.elapsed().as_secs_f64());
+        }
+        Ok(did)
     }
 
     /// Commits every task (state, then what the commit forwarded is routed).

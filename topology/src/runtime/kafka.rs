@@ -358,6 +358,9 @@ pub fn run_kafka(topology: &Topology, config: &KafkaConfig) -> Result<RunSummary
         lazy_tasks: true,
     };
     let mut engine = Engine::new(topology, engine_config)?;
+    if config.metrics.is_some() {
+        engine.sample_latency();
+    }
     engine.external = true;
     engine.set_idle_advance(config.idle_advance);
     if !engine.global_topics.is_empty() {
@@ -396,7 +399,7 @@ pub fn run_kafka(topology: &Topology, config: &KafkaConfig) -> Result<RunSummary
     tracing::info!(group = %config.application_id, topics = ?topics, exactly_once = config.exactly_once, "joined");
     let redis = match &config.redis {
         Some(r) => Some((
-            RedisSink::open(&r.url, r.max_buffered)
+            RedisSink::open_tls(&r.url, &r.tls, r.max_buffered)
                 .map_err(|e| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())))?,
             r.mapper.clone(),
         )),

@@ -6,8 +6,9 @@
 //! [`RedisSink::push`] blocks, retrying with exponential backoff, until Redis is back — back-pressure on
 //! the task instead of loss. `SET`/`SETEX`/`DEL` are idempotent, so a replay after a crash converges to
 //! the same keys; `PUBLISH` and list pushes may repeat on replay. AUTH comes from the URL
-//! (`redis://user:password@host:port/db`); passwords never appear in logs or errors. TLS (`rediss://`)
-//! is not built in yet (the redis crate's TLS feature is off).
+//! (`redis://user:password@host:port/db`); passwords never appear in logs or errors. TLS: a `rediss://`
+//! URL, verified against the system's trusted roots, or a private CA and a client certificate for
+//! mutual TLS ([`RedisTls`]; OpenSSL through native-tls, as librdkafka uses).
 
 use std::time::{Duration, Instant};
 
@@ -83,6 +84,54 @@ pub enum RedisSinkError {
     },
 }
 
+/// TLS material for `rediss://` URLs beyond the system's trusted roots (PEM files).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    /// A CA certificate to trust (a private CA).
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// A client certificate for mutual TLS (with `client_key`).
+    pub client_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key.
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+impl RedisTls {
+    fn is_empty(&self) -> bool {
+        self.ca_cert.is_none() && self.client_cert.is_none() && self.client_key.is_none()
+    }
+
+    /// A client for `url` with this material.
+    fn client(&self, url: &str) -> Result<redis::Client, RedisSinkError> {
+        if self.is_empty() {
+            return redis::Client::open(url).map_err(|e| RedisSinkError::Url(describe(&e)));
+        }
+        if !url.starts_with("rediss://") {
+            return Err(RedisSinkError::Url(
+                "TLS certificates are given but the URL is not rediss:// (TLS)".to_string(),
+            ));
+        }
+        let read = |what: &str, path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| RedisSinkError::Url(format!("cannot read the Redis {what} {}: {e}", path.display())))
+        };
+        let client_tls = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: read("client certificate", cert)?,
+                client_key: read("client key", key)?,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(RedisSinkError::Url(
+                    "a Redis client certificate needs its key, and a key its certificate".to_string(),
+                ))
+            }
+        };
+        let root_cert = self.ca_cert.as_deref().map(|p| read("CA certificate", p)).transpose()?;
+        redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls, root_cert })
+            .map_err(|e| RedisSinkError::Url(describe(&e)))
+    }
+}
+
 /// Writes [`RedisCommand`]s to Redis; see the [module docs](self).
 pub struct RedisSink {
     client: redis::Client,
@@ -111,7 +160,12 @@ fn describe(e: &redis::RedisError) -> String {
 impl RedisSink {
     /// A sink for `url`, buffering at most `max_buffered` commands. Does not connect yet.
     pub fn open(url: &str, max_buffered: usize) -> Result<RedisSink, RedisSinkError> {
-        let client = redis::Client::open(url).map_err(|e| RedisSinkError::Url(describe(&e)))?;
+        Self::open_tls(url, &RedisTls::default(), max_buffered)
+    }
+
+    /// [`open`](Self::open) with TLS material for a `rediss://` URL.
+    pub fn open_tls(url: &str, tls: &RedisTls, max_buffered: usize) -> Result<RedisSink, RedisSinkError> {
+        let client = tls.client(url)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -100,7 +100,8 @@ fn a_run_serves_its_metrics_liveness_and_readiness() {
 
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
-    std::fs::write(&input, "a\nb\nc\n").unwrap();
+    let lines: Vec<String> = (0..200).map(|n| format!("line {n}")).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let metrics = AppMetrics::new("echo");
     let server = serve("127.0.0.1:0", metrics.clone()).unwrap();
     assert_eq!(http_get(server.addr, "/healthz").0, 200);
@@ -114,9 +115,11 @@ fn a_run_serves_its_metrics_liveness_and_readiness() {
     let (status, body) = http_get(server.addr, "/metrics");
     assert_eq!(status, 200);
     for line in [
-        r#"topology_records_in_total{application="echo",topic="in"} 3"#,
-        r#"topology_records_out_total{application="echo",topic="out"} 3"#,
-        r#"topology_records_processed_total{application="echo"} 3"#,
+        r#"topology_records_in_total{application="echo",topic="in"} 200"#,
+        r#"topology_records_out_total{application="echo",topic="out"} 200"#,
+        r#"topology_records_processed_total{application="echo"} 200"#,
+        // One record in 64 is timed through its task.
+        r#"topology_process_seconds_count{application="echo"} 4"#,
         r#"topology_tasks{application="echo"} 1"#,
     ] {
         assert!(body.lines().any(|l| l == line), "no `{line}` in\n{body}");

@@ -126,6 +126,45 @@ fn auth_comes_from_the_url_and_the_password_never_shows_in_errors() {
     assert!(!bad.contains("hunter2"), "{bad}");
 }
 
+/// `rediss://` with a private CA and mutual TLS: written over TLS (read back on the plain port); without
+/// the CA or without a client certificate the connection is refused, with a clear error; certificates
+/// for a plain `redis://` URL are a configuration error.
+#[test]
+fn tls_with_a_private_ca_and_a_client_certificate() {
+    use topology::sink::redis::RedisTls;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, tls_port, files) = RedisServer::start_tls(dir.path());
+    let url = format!("rediss://127.0.0.1:{tls_port}/");
+    let tls = RedisTls {
+        ca_cert: Some(files.ca_cert.clone()),
+        client_cert: Some(files.client_cert.clone()),
+        client_key: Some(files.client_key.clone()),
+    };
+    let mut sink = RedisSink::open_tls(&url, &tls, 10).unwrap();
+    sink.push(set("over-tls", "yes", Some(60)));
+    sink.flush_within(Duration::from_secs(5)).unwrap();
+    let mut conn = server.client(&server.url());
+    let v: String = redis::cmd("GET").arg("over-tls").query(&mut conn).unwrap();
+    assert_eq!(v, "yes");
+
+    let without_ca = RedisTls { ca_cert: None, ..tls.clone() };
+    let without_client_cert = RedisTls { client_cert: None, client_key: None, ..tls.clone() };
+    for (case, tls) in [("no CA", without_ca), ("no client certificate", without_client_cert)] {
+        let mut sink = RedisSink::open_tls(&url, &tls, 10).unwrap();
+        sink.push(set("refused", "x", None));
+        let err = sink.flush_within(Duration::from_millis(300)).unwrap_err().to_string();
+        assert!(err.starts_with("redis unavailable"), "{case}: {err}");
+    }
+    let exists: i64 = redis::cmd("EXISTS").arg("refused").query(&mut conn).unwrap();
+    assert_eq!(exists, 0);
+
+    let plain = RedisSink::open_tls(&server.url(), &tls, 10).unwrap_err().to_string();
+    assert!(plain.contains("not rediss://"), "{plain}");
+    let half = RedisTls { client_key: None, ..tls.clone() };
+    let err = RedisSink::open_tls(&url, &half, 10).unwrap_err().to_string();
+    assert!(err.contains("needs its key"), "{err}");
+}
+
 /// An app whose output records are mirrored to Redis as `SETEX word:<w> <length> 600`.
 #[topology::topology(application_id = "lengths", redis = lengths_to_redis)]
 fn lengths(builder: &mut topology::StreamsBuilder) {
