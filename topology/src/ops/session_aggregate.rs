@@ -5,6 +5,10 @@
 //! when stream time passes `end + gap + grace`. A record is late when its own (possibly merged) session
 //! ends before `stream time - grace`.
 
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
+
 use super::change_forward::ChangeForward;
 use crate::record::{Change, Record};
 use crate::state::{Data, SessionStoreHandle};
@@ -24,21 +28,96 @@ pub(crate) struct SessionAggregate<K, V, A> {
     pub(crate) forward: ChangeForward<Windowed<K>, A>,
     /// Every session ending at or before this has been emitted (on-close) or may be expired.
     pub(crate) done_upto: i64,
-    /// On close: every open session as (end, encoded key, start), so closing takes exactly the
-    /// sessions that end before the close point instead of scanning the store (its segments are by
-    /// end time but ordered by key). Built from the store on first use (after restore), then kept
-    /// with every put and remove.
-    pub(crate) open: Option<std::collections::BTreeSet<(i64, Vec<u8>, i64)>>,
+    /// On close: the open sessions (see [`OpenSessions`]). Built from the store on first use (after
+    /// restore), then kept with every put and remove.
+    pub(crate) open: Option<OpenSessions>,
     pub(crate) _v: std::marker::PhantomData<fn(V)>,
 }
 
+/// Every open session, by end and by key, so that closing takes exactly the sessions that end before
+/// the close point and a record finds its key's sessions without a range scan of the store (whose
+/// segments are by end time but ordered by key): the store is read by point lookups only, as Flink
+/// keeps a merging-window set per key.
+#[derive(Default)]
+pub(crate) struct OpenSessions {
+    by_end: BTreeSet<(i64, Vec<u8>, i64)>,
+    by_key: FxHashMap<Vec<u8>, Vec<Window>>,
+}
+
+impl OpenSessions {
+    fn insert(&mut self, key: &[u8], w: Window) {
+        self.by_end.insert((w.end, key.to_vec(), w.start));
+        match self.by_key.get_mut(key) {
+            Some(list) => list.push(w),
+            None => {
+                self.by_key.insert(key.to_vec(), vec![w]);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &[u8], w: Window) {
+        self.by_end.remove(&(w.end, key.to_vec(), w.start));
+        if let Some(list) = self.by_key.get_mut(key) {
+            list.retain(|x| *x != w);
+            if list.is_empty() {
+                self.by_key.remove(key);
+            }
+        }
+    }
+
+    /// `key`'s sessions with `end >= earliest_end` and `start <= latest_start`, by end.
+    fn find(&self, key: &[u8], earliest_end: i64, latest_start: i64) -> Vec<Window> {
+        let mut found: Vec<Window> = self
+            .by_key
+            .get(key)
+            .map(|list| list.iter().filter(|w| w.end >= earliest_end && w.start <= latest_start).copied().collect())
+            .unwrap_or_default();
+        found.sort_by_key(|w| (w.end, w.start));
+        found
+    }
+
+    /// The open session that ends first, if it ends at or before `end`; removed.
+    fn pop_ending_by(&mut self, end: i64) -> Option<(Vec<u8>, Window)> {
+        let first = self.by_end.first()?;
+        if first.0 > end {
+            return None;
+        }
+        let (end, key, start) = self.by_end.pop_first()?;
+        let w = Window { start, end };
+        if let Some(list) = self.by_key.get_mut(&key) {
+            list.retain(|x| *x != w);
+            if list.is_empty() {
+                self.by_key.remove(&key);
+            }
+        }
+        Some((key, w))
+    }
+}
+
 impl<K: Data, V: Data, A: Data> SessionAggregate<K, V, A> {
-    fn open(&mut self) -> &mut std::collections::BTreeSet<(i64, Vec<u8>, i64)> {
+    fn open(&mut self) -> &mut OpenSessions {
         let store = &self.store;
         self.open.get_or_insert_with(|| {
-            let all = store.borrow().fetch_ending(i64::MIN, i64::MAX);
-            all.into_iter().map(|(k, w, _)| (w.end, crate::serdes::encode(&k), w.start)).collect()
+            let mut open = OpenSessions::default();
+            for (k, w, _) in store.borrow().fetch_ending(i64::MIN, i64::MAX) {
+                open.insert(&crate::serdes::encode(&k), w);
+            }
+            open
         })
+    }
+
+    /// `key`'s sessions that a record at `t` joins: from the index on close (point reads), by a range
+    /// scan of the store on update.
+    fn sessions_near(&mut self, key: &K, encoded: Option<&[u8]>, t: i64) -> Vec<(Window, A)> {
+        let (from, to) = (t.saturating_sub(self.windows.gap), t.saturating_add(self.windows.gap));
+        match encoded {
+            Some(encoded) => {
+                let windows = self.open().find(encoded, from, to);
+                let store = self.store.borrow();
+                windows.into_iter().filter_map(|w| Some((w, store.fetch_session(key, w)?))).collect()
+            }
+            None => self.store.borrow().find_sessions(key, from, to),
+        }
     }
 }
 
@@ -46,8 +125,9 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
     fn push(&mut self, ctx: &mut TaskCtx, r: Record<K, V>) {
         let close = ctx.stream_time.saturating_sub(self.windows.grace);
         let t = r.timestamp;
-        let gap = self.windows.gap;
-        let found = self.store.borrow().find_sessions(&r.key, t.saturating_sub(gap), t.saturating_add(gap));
+        // On close, the index of open sessions finds and follows them (the key encoded once).
+        let encoded = (self.emit == EmitStrategy::OnWindowClose).then(|| crate::serdes::encode(&r.key));
+        let found = self.sessions_near(&r.key, encoded.as_deref(), t);
         let mut merged = Window { start: t, end: t };
         let mut agg: Option<A> = None;
         for (w, v) in &found {
@@ -63,12 +143,10 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
             ctx.late(&self.name, &reason, &r);
             return;
         }
-        // On close, the index of open sessions follows every remove and put (the key encoded once).
-        let encoded = (self.emit == EmitStrategy::OnWindowClose).then(|| crate::serdes::encode(&r.key));
         for (w, v) in found {
             self.store.borrow_mut().remove(&r.key, w);
             if let Some(key) = &encoded {
-                self.open().remove(&(w.end, key.clone(), w.start));
+                self.open().remove(key, w);
             }
             if self.emit == EmitStrategy::OnWindowUpdate && w != merged {
                 let key = Windowed { key: r.key.clone(), window: w };
@@ -79,9 +157,14 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
             Some(a) => (self.aggregator)(&r.key, &r.value, r.timestamp, a),
             None => (self.first)(&r.key, &r.value, r.timestamp),
         };
-        self.store.borrow_mut().put(&r.key, merged, agg.clone());
-        if let Some(key) = encoded {
-            self.open().insert((merged.end, key, merged.start));
+        match encoded {
+            // The index holds every stored session of the key, and `merged` replaces those found: it
+            // is stored nowhere now.
+            Some(key) => {
+                self.store.borrow_mut().put_new(&r.key, merged, agg.clone());
+                self.open().insert(&key, merged);
+            }
+            None => self.store.borrow_mut().put(&r.key, merged, agg.clone()),
         }
         if self.emit == EmitStrategy::OnWindowUpdate {
             let key = Windowed { key: r.key, window: merged };
@@ -102,15 +185,9 @@ impl<K: Data, V: Data, A: Data> Punctuator for SessionAggregate<K, V, A> {
             return;
         }
         if self.emit == EmitStrategy::OnWindowClose {
-            while let Some((end, key, start)) = self.open().first().cloned() {
-                if end > last_closed_end {
-                    break;
-                }
-                self.open().pop_first();
+            while let Some((key, window)) = self.open().pop_ending_by(last_closed_end) {
                 let key: K = crate::state::decode_key(&key);
-                let window = Window { start, end };
-                let found = self.store.borrow().find_sessions(&key, end, start);
-                let Some((_, agg)) = found.into_iter().find(|(w, _)| *w == window) else { continue };
+                let Some(agg) = self.store.borrow().fetch_session(&key, window) else { continue };
                 self.store.borrow_mut().remove(&key, window);
                 let rec = Record::new(Windowed { key, window }, Change { new: Some(agg), old: None }, window.end);
                 self.forward.push_now(ctx, rec);

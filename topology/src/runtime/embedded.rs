@@ -463,7 +463,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         sources.push(Source { topic: topic.clone(), reader, position, resumable, eof: false, line: 0 });
     }
     // Global tables are loaded completely before any stream record is processed.
-    let global: HashSet<String> = engine.global_topics.clone();
+    let global = engine.global_topics.clone();
     let mut summary = RunSummary::default();
     let mut last_commit = Instant::now();
     let mut last_committed = consumed;

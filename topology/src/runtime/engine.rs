@@ -2,6 +2,7 @@
 //! routing of produced records to the tasks that read them. The test driver keeps every record; the
 //! embedded runtime sends the records of its output topics to an outbox and keeps none.
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
@@ -41,18 +42,18 @@ pub(crate) struct Engine {
     shared: HashMap<String, Rc<dyn Any>>,
     pub(crate) application_id: String,
     pub(crate) default_partitions: u32,
-    pub(crate) partitions: HashMap<String, u32>,
+    pub(crate) partitions: FxHashMap<String, u32>,
     pub(crate) tasks: BTreeMap<TaskId, Task>,
     pub(crate) global: Option<Task>,
-    pub(crate) global_topics: HashSet<String>,
-    pub(crate) consumers: HashMap<String, Vec<usize>>,
-    pub(crate) logs: HashMap<String, Log>,
+    pub(crate) global_topics: FxHashSet<String>,
+    pub(crate) consumers: FxHashMap<String, Vec<usize>>,
+    pub(crate) logs: FxHashMap<String, Log>,
     /// How far output topics have been read, per topic (shared by every handle, like Kafka's driver).
     pub(crate) read: HashMap<String, usize>,
     pub(crate) wall_clock: i64,
     pub(crate) keep_records: bool,
     /// Topics whose records leave the engine (to files, stdout, a broker) instead of a log.
-    pub(crate) sinks: HashSet<String>,
+    pub(crate) sinks: FxHashSet<String>,
     /// Records written to `sinks`, in order, until the runtime takes them.
     pub(crate) outbox: Vec<(String, RawRecord)>,
     /// Every record written goes to the outbox (the Kafka runtime produces them all to the cluster,
@@ -211,7 +212,7 @@ impl Engine {
             Some(g) => g.store_handles.clone(),
             None => HashMap::new(),
         };
-        let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut consumers: FxHashMap<String, Vec<usize>> = FxHashMap::default();
         for (s, nodes) in topology.subtopologies.iter().enumerate() {
             for t in topology.source_topics_of(nodes) {
                 consumers.entry(t.resolve(&application_id)).or_default().push(s);
@@ -226,17 +227,17 @@ impl Engine {
             state,
             shared,
             default_partitions,
-            partitions: all_partitions,
+            partitions: all_partitions.into_iter().collect(),
             tasks: BTreeMap::new(),
             global,
             global_topics,
             consumers,
-            logs: HashMap::new(),
+            logs: FxHashMap::default(),
             read: HashMap::new(),
             wall_clock,
             application_id,
             keep_records,
-            sinks: HashSet::new(),
+            sinks: FxHashSet::default(),
             outbox: Vec::new(),
             external: false,
             idle_advance: None,

@@ -19,6 +19,11 @@ pub(crate) trait BytesStore {
         Ok(())
     }
     fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<()>;
+    /// A put of a key the caller knows is in no layer (a new session window): the cache can then drop
+    /// it without a tombstone if it is deleted before being written down.
+    fn put_new(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
+        self.put(key, value)
+    }
     /// Read-modify-write of one key: `f` sees the current value and returns the new one.
     fn update(&mut self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<()> {
         let new = f(self.get(key)?.as_deref());

@@ -250,6 +250,11 @@ impl BytesStore for Caching {
     fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
         self.set(key, Some(value), true)
     }
+    fn put_new(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
+        // Cached already (a tombstone of a value below, say): an ordinary put keeps what is known.
+        let absent_below = self.lookup(key).is_none();
+        self.set_known(key, Some(value), true, absent_below)
+    }
     fn update(&mut self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<()> {
         let seg = self.segment_of(key);
         if let Some(group) = self.groups.get_mut(&seg) {
@@ -280,18 +285,16 @@ impl BytesStore for Caching {
     fn delete(&mut self, key: &[u8]) -> Result<()> {
         let seg = self.segment_of(key);
         if let Some(group) = self.groups.get_mut(&seg) {
-            if let Some(e) = group.entries.get_mut(key) {
-                if e.absent_below {
-                    // Nothing below to delete: the entry becomes a clean "absent".
-                    self.bytes -= e.value.as_ref().map_or(0, Vec::len);
-                    e.value = None;
-                    if e.dirty {
-                        e.dirty = false;
-                        group.dirty.remove(key);
-                        self.dirty -= 1;
-                    }
-                    return Ok(());
+            if group.entries.get(key).is_some_and(|e| e.absent_below) {
+                // Nothing below to delete: the entry goes, and the key is absent from both layers (so
+                // the keys that merged sessions leave behind do not fill the cache either).
+                let e = group.entries.remove(key).expect("just seen");
+                self.bytes -= Self::cost(key, &e.value);
+                if e.dirty {
+                    group.dirty.remove(key);
+                    self.dirty -= 1;
                 }
+                return Ok(());
             }
         }
         self.set(key, None, true)
@@ -394,6 +397,10 @@ impl BytesStore for Metered {
     fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
         bump(&self.stats.puts);
         self.inner.put(key, value)
+    }
+    fn put_new(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
+        bump(&self.stats.puts);
+        self.inner.put_new(key, value)
     }
     fn delete(&mut self, key: &[u8]) -> Result<()> {
         bump(&self.stats.deletes);

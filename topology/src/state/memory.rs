@@ -252,6 +252,10 @@ impl<K: Data, V: Data> SessionStore<K, V> for InMemorySessionStore<K, V> {
         }
         out
     }
+    fn fetch_session(&self, key: &K, window: Window) -> Option<V> {
+        let seg = self.segs.segment(window.end)?;
+        self.buf.with(key, &[window.end, window.start], |k| seg.get(k).cloned())
+    }
     fn fetch_ending(&self, from: i64, to: i64) -> Vec<(K, Window, V)> {
         let mut out: Vec<(&[u8], Window, &V)> = Vec::new();
         for seg in self.segs.range(from, to) {

@@ -86,10 +86,18 @@ pub trait WindowStore<K, V>: StateStore {
 pub trait SessionStore<K, V>: StateStore {
     /// `key`'s sessions with `end >= earliest_end` and `start <= latest_start`, by end.
     fn find_sessions(&self, key: &K, earliest_end: i64, latest_start: i64) -> Vec<(Window, V)>;
+    /// The value of `key`'s session `window`, if stored (a point read).
+    fn fetch_session(&self, key: &K, window: Window) -> Option<V> {
+        self.find_sessions(key, window.end, window.start).into_iter().find(|(w, _)| *w == window).map(|(_, v)| v)
+    }
     /// Every key's sessions whose end is in `[from, to]`, by (end, encoded key).
     fn fetch_ending(&self, from: i64, to: i64) -> Vec<(K, Window, V)>;
     /// Inserts or replaces a session.
     fn put(&mut self, key: &K, window: Window, value: V);
+    /// Inserts a session the caller knows is not stored (see `BytesStore::put_new`).
+    fn put_new(&mut self, key: &K, window: Window, value: V) {
+        self.put(key, window, value)
+    }
     /// Removes a session.
     fn remove(&mut self, key: &K, window: Window);
     /// Drops sessions that end before `end` (whole segments at a time, at least).

@@ -242,6 +242,9 @@ impl<K: Data, V: Data> SessionStore<K, V> for PersistentSession<K, V> {
             })
             .collect()
     }
+    fn fetch_session(&self, key: &K, window: Window) -> Option<V> {
+        self.0.with_key(key, &[window.end, window.start], |k| self.0.get(k))
+    }
     fn fetch_ending(&self, from: i64, to: i64) -> Vec<(K, Window, V)> {
         let rows = self.0.range(&[], None, Some((from, to)));
         let mut out: Vec<(Vec<u8>, Window, Vec<u8>)> = rows
@@ -256,6 +259,12 @@ impl<K: Data, V: Data> SessionStore<K, V> for PersistentSession<K, V> {
     }
     fn put(&mut self, key: &K, window: Window, value: V) {
         self.0.put(&self.0.encoded(key, &[window.end, window.start]), &value)
+    }
+    fn put_new(&mut self, key: &K, window: Window, value: V) {
+        let inner = &self.0;
+        let r = inner
+            .with_key(key, &[window.end, window.start], |k| inner.stack.borrow_mut().put_new(k, encode_value(&value)));
+        inner.ok(r)
     }
     fn remove(&mut self, key: &K, window: Window) {
         self.0.delete(&self.0.encoded(key, &[window.end, window.start]))
