@@ -90,8 +90,8 @@ pub use runtime::{
 };
 pub use serdes::{Serde, SerdeRef, Serdes};
 pub use state::{
-    Changelog, Data, KeyValueStore, KeyValueStoreHandle, LogChangelog, ReplayFn, SessionStore, SessionStoreHandle,
-    StateStore, StoreBuilder, StoreKind, Stores, WindowStore, WindowStoreHandle,
+    Changelog, Data, EntriesFn, EntrySink, KeyValueStore, KeyValueStoreHandle, LogChangelog, ReplayFn, SessionStore,
+    SessionStoreHandle, StateStore, StoreBuilder, StoreKind, Stores, WindowStore, WindowStoreHandle,
 };
 pub use task::{
     ChangelogFactory, DeadLetter, DeserializationPolicy, LateRecord, LateRecords, RestoreStats, StateConfig, TaskId,

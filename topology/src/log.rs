@@ -173,6 +173,23 @@ impl LocalLog {
         Ok(self.next_offset)
     }
 
+    /// Replaces the whole log with the records `fill` appends to a fresh one (written to a temporary
+    /// file, synced, then renamed over this one): compaction. Offsets start again from 0.
+    pub(crate) fn replace_with(&mut self, fill: &mut dyn FnMut(&mut LocalLog) -> Result<()>) -> Result<()> {
+        let tmp = self.path.with_extension("compacting");
+        let _ = std::fs::remove_file(&tmp); // left by a crash during an earlier compaction
+        let mut next = LocalLog::open(&tmp)?;
+        fill(&mut next)?;
+        next.flush()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        next.path = self.path.clone();
+        *self = next;
+        Ok(())
+    }
+
     /// Drops every record at or after `offset` (no-op if the log is shorter).
     pub(crate) fn truncate(&mut self, offset: u64) -> Result<()> {
         if offset >= self.next_offset {

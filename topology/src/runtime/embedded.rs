@@ -377,6 +377,9 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         committed.as_ref().map(|c| c.positions.clone().into_iter().collect()).unwrap_or_default();
     let state =
         StateConfig::new(&config.state_dir).cache_max_bytes(config.cache_max_bytes).exactly_once(config.exactly_once);
+    // Exactly-once rolls state back to the last commit record's checkpoints, whose changelog offsets a
+    // rewrite between two commit records would invalidate: those changelogs are kept whole.
+    let state = if config.exactly_once { state.compact_changelogs_after(u64::MAX) } else { state };
     let engine_config = EngineConfig {
         application_id: config.application_id.clone(),
         default_partitions: config.partitions,

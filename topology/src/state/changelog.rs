@@ -21,7 +21,26 @@ pub trait Changelog {
     fn read_from(&mut self, from: u64, f: &mut ReplayFn<'_>) -> Result<u64>;
     /// Drops records from `offset` on: records of an uncommitted transaction, on restart.
     fn truncate(&mut self, offset: u64) -> Result<()>;
+    /// Whether [`compact`](Self::compact) rewrites this changelog (a local log does; a Kafka topic is
+    /// compacted by the broker).
+    fn compactable(&self) -> bool {
+        false
+    }
+    /// Rewrites the changelog as just the records `entries` produces — the store's live contents at a
+    /// commit — stamped with `timestamp`; returns the new end offset.
+    fn compact(&mut self, _entries: &mut EntriesFn<'_>, _timestamp: i64) -> Result<u64> {
+        Err(crate::error::Error::State {
+            store: "changelog".into(),
+            message: "this changelog is compacted by its broker".into(),
+        })
+    }
 }
+
+/// Receives a store's entries: key and value.
+pub type EntrySink<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+
+/// Produces a store's entries into the sink it is given.
+pub type EntriesFn<'a> = dyn FnMut(&mut EntrySink<'_>) -> Result<()> + 'a;
 
 /// A changelog kept as a local log file.
 #[derive(Debug)]
@@ -49,5 +68,12 @@ impl Changelog for LogChangelog {
     }
     fn truncate(&mut self, offset: u64) -> Result<()> {
         self.log.truncate(offset)
+    }
+    fn compactable(&self) -> bool {
+        true
+    }
+    fn compact(&mut self, entries: &mut EntriesFn<'_>, timestamp: i64) -> Result<u64> {
+        self.log.replace_with(&mut |log| entries(&mut |k, v| log.append(timestamp, Some(k), Some(v)).map(|_| ())))?;
+        Ok(self.log.end_offset())
     }
 }

@@ -490,6 +490,33 @@ mod tests {
     }
 
     #[test]
+    fn a_key_put_as_new_and_deleted_before_a_flush_leaves_nothing_behind() {
+        let writes = Rc::new(Cell::new(0));
+        let stats = Rc::new(StoreStats::default());
+        let mut below = Map(BTreeMap::new(), writes.clone());
+        below.0.insert(b"k-old".to_vec(), b"1".to_vec());
+        let mut c = Caching::new(Box::new(below), 1 << 20, None, stats);
+        // As the session index does: no range scan, the caller says the new key is stored nowhere.
+        let mut current = b"k-old".to_vec();
+        for i in 0..100u8 {
+            c.delete(&current).unwrap();
+            current = format!("k-{i:03}").into_bytes();
+            c.put_new(&current, vec![i]).unwrap();
+        }
+        assert_eq!(c.dirty, 2, "the old key's tombstone and the live key");
+        assert_eq!(c.groups[&0].entries.len(), 2, "the 99 keys that came and went are not cached either");
+        c.flush().unwrap();
+        assert_eq!(writes.get(), 2);
+        // A put_new over a cached tombstone of a key below keeps the tombstone's knowledge.
+        c.delete(b"k-099").unwrap();
+        c.put_new(b"k-099", vec![7]).unwrap();
+        c.delete(b"k-099").unwrap();
+        c.flush().unwrap();
+        assert_eq!(writes.get(), 3, "the key was below: its delete is written");
+        assert_eq!(c.range(b"k-", Some(b"k-\xff"), None).unwrap(), vec![]);
+    }
+
+    #[test]
     fn a_hot_key_costs_one_store_write_per_flush() {
         let writes = Rc::new(Cell::new(0));
         let stats = Rc::new(StoreStats::default());

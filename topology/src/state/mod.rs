@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub(crate) use bytes::BytesStore;
-pub use changelog::{Changelog, LogChangelog, ReplayFn};
+pub use changelog::{Changelog, EntriesFn, EntrySink, LogChangelog, ReplayFn};
 pub(crate) use layers::{Caching, ChangeLogging, Metered, SharedChangelog, StoreStats};
 pub(crate) use memory::{decode_key, InMemoryKeyValueStore, InMemorySessionStore, InMemoryWindowStore};
 pub(crate) use persistent::ErrorSlot;

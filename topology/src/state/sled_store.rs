@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::bytes::{BytesStore, TimeHint};
+use super::changelog::EntrySink;
 use crate::error::{Error, Result};
 
 pub(crate) fn sled_err(store: &str, e: sled::Error) -> Error {
@@ -68,6 +69,22 @@ impl BytesStore for SledKv {
     }
 }
 
+/// Calls `f` for every entry of `tree`, in key order, without collecting them.
+fn each(store: &str, tree: &sled::Tree, f: &mut EntrySink<'_>) -> Result<()> {
+    for entry in tree.iter() {
+        let (k, v) = entry.map_err(|e| sled_err(store, e))?;
+        f(&k, &v)?;
+    }
+    Ok(())
+}
+
+impl SledKv {
+    /// Every entry, streamed (for rewriting a changelog from the store).
+    pub(crate) fn for_each(&self, f: &mut EntrySink<'_>) -> Result<()> {
+        each(&self.name, &self.tree, f)
+    }
+}
+
 /// Extracts the segment time from a composite key (window start, or session end).
 pub(crate) type SegmentTime = fn(&[u8]) -> i64;
 
@@ -92,6 +109,14 @@ impl SledSegmented {
             }
         }
         Ok(SledSegmented { name: name.to_string(), db: db.clone(), interval, time_of, segments })
+    }
+
+    /// Every entry of every live segment, streamed.
+    pub(crate) fn for_each(&self, f: &mut EntrySink<'_>) -> Result<()> {
+        for tree in self.segments.values() {
+            each(&self.name, tree, f)?;
+        }
+        Ok(())
     }
 
     fn segment(&mut self, key: &[u8]) -> Result<&sled::Tree> {

@@ -19,8 +19,8 @@ use std::time::Instant;
 use super::TaskId;
 use crate::error::{Error, Result};
 use crate::state::{
-    session_time, window_time, BytesStore, Caching, ChangeLogging, Changelog, ErrorSlot, LogChangelog, Metered,
-    SharedChangelog, SledKv, SledSegmented, StateStore, StoreBuilder, StoreInstance, StoreKind, StoreStats,
+    session_time, window_time, BytesStore, Caching, ChangeLogging, Changelog, EntriesFn, ErrorSlot, LogChangelog,
+    Metered, SharedChangelog, SledKv, SledSegmented, StateStore, StoreBuilder, StoreInstance, StoreKind, StoreStats,
 };
 
 /// Reads the time from a window or session store's key.
@@ -43,6 +43,7 @@ pub struct StateConfig {
     pub(crate) exactly_once: bool,
     pub(crate) changelogs: Option<ChangelogFactory>,
     pub(crate) sled_cache_bytes: u64,
+    pub(crate) compact_changelogs_after: u64,
 }
 
 impl std::fmt::Debug for StateConfig {
@@ -65,7 +66,16 @@ impl StateConfig {
             exactly_once: false,
             changelogs: None,
             sled_cache_bytes: 8 << 20,
+            compact_changelogs_after: 100_000,
         }
+    }
+    /// Local changelogs (the embedded runtime's and the test driver's) are rewritten from their store
+    /// at a commit once they hold this many records and twice as many as after their last rewrite
+    /// (default 100,000), so they stay in proportion to the state rather than to the input. Kafka
+    /// changelog topics are compacted by the broker.
+    pub fn compact_changelogs_after(mut self, records: u64) -> Self {
+        self.compact_changelogs_after = records.max(1);
+        self
     }
     /// Bounds the write-back cache of each store (0 disables it: every update is written and forwarded).
     pub fn cache_max_bytes(mut self, bytes: usize) -> Self {
@@ -163,6 +173,16 @@ pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A logged store of the task: what rewriting its changelog from the store needs.
+struct Logged {
+    name: String,
+    kind: StoreKind,
+    retention: i64,
+    log: SharedChangelog,
+    /// Records in the changelog right after its last rewrite (0: not rewritten since open).
+    compacted_len: u64,
+}
+
 /// Restore figures of one task.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestoreStats {
@@ -186,7 +206,7 @@ pub(crate) struct StateManager {
     checkpoint: Option<Checkpoint>,
     /// The local database survived (it is not new or rebuilt): a tail restore can start from it.
     local_trusted: bool,
-    changelogs: Vec<(String, SharedChangelog)>,
+    changelogs: Vec<Logged>,
     pub(crate) clock: Rc<Cell<i64>>,
     pub(crate) stats: BTreeMap<String, Rc<StoreStats>>,
     pub(crate) restore: RestoreStats,
@@ -319,7 +339,13 @@ impl StateManager {
         if builder.logging {
             let changelog = self.changelog_of(name)?;
             self.restore_store(name, &mut *stack, &changelog)?;
-            self.changelogs.push((name.clone(), changelog.clone()));
+            self.changelogs.push(Logged {
+                name: name.clone(),
+                kind: builder.kind,
+                retention: builder.retention,
+                log: changelog.clone(),
+                compacted_len: 0,
+            });
             stack = Box::new(ChangeLogging { inner: stack, changelog, clock: self.clock.clone() });
         } else if self.checkpoint.is_none() || !self.local_trusted {
             stack.wipe()?; // nothing to restore from: start empty rather than from unknown local state
@@ -400,17 +426,25 @@ impl StateManager {
         Ok(())
     }
 
-    /// Second half: waits for the changelogs, then writes the checkpoint.
+    /// Second half: waits for the changelogs, then writes the checkpoint — after rewriting the local
+    /// changelogs that have grown enough from their stores (see [`StateConfig::compact_changelogs_after`]).
     pub(crate) fn finish_commit(&mut self, stream_time: i64, clean: bool) -> Result<()> {
         let mut offsets = BTreeMap::new();
-        for (name, log) in &self.changelogs {
-            offsets.insert(name.clone(), log.borrow_mut().flush()?);
+        for l in &self.changelogs {
+            offsets.insert(l.name.clone(), l.log.borrow_mut().flush()?);
         }
+        let due: Vec<usize> = (0..self.changelogs.len())
+            .filter(|&i| {
+                let l = &self.changelogs[i];
+                let records = offsets[&l.name];
+                l.log.borrow().compactable() && records >= self.config.compact_changelogs_after.max(2 * l.compacted_len)
+            })
+            .collect();
         // At-least-once: the checkpoint (and the fsyncs that go with it) is written only once the
         // changelogs moved on by CHECKPOINT_DELTA records, or on close, as Kafka Streams does. An older
         // checkpoint is safe: a restore from it replays a little more of the changelog, and later
         // records win. Exactly-once writes it at every commit (it marks what may be rolled back).
-        if !self.config.exactly_once && !clean {
+        if !self.config.exactly_once && !clean && due.is_empty() {
             if let Some(old) = &self.checkpoint {
                 let delta: u64 =
                     offsets.iter().map(|(n, o)| o.saturating_sub(old.offsets.get(n).copied().unwrap_or(0))).sum();
@@ -420,10 +454,45 @@ impl StateManager {
             }
         }
         self.db.flush().map_err(|e| Error::State { store: format!("task {}", self.task), message: e.to_string() })?;
+        if !due.is_empty() {
+            // A compacted log restarts its offsets: until the new checkpoint is written, the one on disk
+            // names no offset for it, so a crash in between restores that store fully (from the old
+            // log or the new one: both hold the state of this commit).
+            let mut before = Checkpoint { offsets: offsets.clone(), stream_time, clean: false };
+            for &i in &due {
+                before.offsets.remove(&self.changelogs[i].name);
+            }
+            write_atomically(&self.task_dir.join(CHECKPOINT), before.render().as_bytes())?;
+            for &i in &due {
+                let end = self.compact(i, stream_time)?;
+                offsets.insert(self.changelogs[i].name.clone(), end);
+            }
+        }
         let cp = Checkpoint { offsets, stream_time, clean };
         write_atomically(&self.task_dir.join(CHECKPOINT), cp.render().as_bytes())?;
         self.checkpoint = Some(cp);
         Ok(())
+    }
+
+    /// Rewrites changelog `i` as the live contents of its store (flushed: this is a commit), stamped
+    /// with the stream time; returns its new end offset.
+    fn compact(&mut self, i: usize, stream_time: i64) -> Result<u64> {
+        let l = &self.changelogs[i];
+        let mut entries: Box<EntriesFn<'_>> = match l.kind {
+            StoreKind::KeyValue => {
+                let store = SledKv::open(&self.db, &l.name)?;
+                Box::new(move |sink| store.for_each(sink))
+            }
+            StoreKind::Window | StoreKind::Session => {
+                let time_of: TimeOf = if l.kind == StoreKind::Window { window_time } else { session_time };
+                let store = SledSegmented::open(&self.db, &l.name, l.retention, time_of)?;
+                Box::new(move |sink| store.for_each(sink))
+            }
+        };
+        let end = l.log.borrow_mut().compact(&mut *entries, stream_time)?;
+        tracing::debug!(task = %self.task, store = %l.name, records = end, "changelog compacted");
+        self.changelogs[i].compacted_len = end;
+        Ok(end)
     }
 
     /// The text of the checkpoint written by the last commit, if any.

@@ -58,7 +58,10 @@ fn driver(dir: &Path, exactly_once: bool) -> TestDriver {
         .group_by_key(Grouped::new());
     grouped.reduce(|a, v| a + v, Materialized::as_("sums"));
     grouped.reduce(|a, v| a.max(*v), Materialized::as_("maxes"));
-    let config = StateConfig::new(dir).exactly_once(exactly_once).cache_max_bytes(1 << 16);
+    // Changelogs are rewritten from the stores every few hundred records, so kills land in compactions
+    // too.
+    let config =
+        StateConfig::new(dir).exactly_once(exactly_once).cache_max_bytes(1 << 16).compact_changelogs_after(300);
     TestDriver::builder(b.build().unwrap()).application_id("crash").state(config).build().unwrap()
 }
 

@@ -419,3 +419,78 @@ fn a_state_directory_in_use_is_an_error_and_left_untouched() {
     assert!(err.contains("is locked by another instance"), "{err}");
     assert_eq!(all(&first), expected(10), "the running instance's state is intact");
 }
+
+/// Local changelogs are rewritten from their store at commits once they have grown: they stay in
+/// proportion to the state (5 keys here), not to the input (20,000 updates), and a task rebuilt from
+/// a compacted changelog — fully or from its checkpoint — has the same state.
+#[test]
+fn local_changelogs_are_compacted_from_the_store_and_restore_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |c: StateConfig| c.cache_max_bytes(0).compact_changelogs_after(1_000);
+    let d = sums(dir.path(), config);
+    let inp = d.input_topic("in", s(), i());
+    let mut most = 0;
+    for n in 0..20_000 {
+        inp.pipe(format!("k{}", n % 5), n, n);
+        if n % 500 == 499 {
+            d.commit().unwrap();
+            let records = changelog_records(dir.path(), "sums", 0) + changelog_records(dir.path(), "sums", 1);
+            most = most.max(records);
+        }
+    }
+    assert!(most <= 2 * (1_000 + 500), "at most twice the threshold plus a commit's records: {most}");
+    assert!(most >= 1_000, "compaction waits for the threshold: {most}");
+    let want = expected(20_000);
+    assert_eq!(all(&d), want);
+    d.close().unwrap();
+    // From the checkpoint (the tail after the compacted log's end: nothing).
+    let d = sums(dir.path(), config);
+    assert_eq!(d.restore_stats().full_restores, 0);
+    assert_eq!(all(&d), want);
+    d.close().unwrap();
+    // Local stores lost: both tasks rebuilt from their compacted changelogs alone.
+    for task in ["0_0", "0_1"] {
+        std::fs::remove_dir_all(dir.path().join(APP).join(task)).unwrap();
+    }
+    let d = sums(dir.path(), config);
+    assert_eq!(d.restore_stats().full_restores, 2);
+    assert!(d.restore_stats().records <= 2 * (1_000 + 500));
+    assert_eq!(all(&d), want);
+}
+
+/// Window changelogs, on an unbounded stream of new windows, stay bounded too: a rewrite leaves out the
+/// windows of expired segments.
+#[test]
+fn window_changelogs_stay_bounded_on_an_unbounded_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let mut b = StreamsBuilder::new();
+        b.stream("in", Consumed::with(s(), i()))
+            .group_by_key(Grouped::new())
+            .windowed_by(TimeWindows::of(Duration::from_secs(1)))
+            .count(Materialized::as_("c"))
+            .to_stream()
+            .map(|k, v| (k.key, v.unwrap_or(0) as i64))
+            .to("out", Produced::with(s(), i()));
+        let config = StateConfig::new(dir.path()).cache_max_bytes(0).compact_changelogs_after(1_000);
+        TestDriver::builder(b.build().unwrap()).application_id(APP).state(config).build().unwrap()
+    };
+    let d = open();
+    let inp = d.input_topic("in", s(), i());
+    let mut most = 0;
+    // 20,000 records over 1,000 s of event time: 5,000 windows of 5 keys; about 2 minutes are kept.
+    for n in 0..20_000i64 {
+        inp.pipe(format!("k{}", n % 5), 1, n * 50);
+        if n % 500 == 499 {
+            d.commit().unwrap();
+            most = most.max(changelog_records(dir.path(), "c", 0));
+        }
+    }
+    assert!(most <= 3_000, "bounded by the retained windows, not the 20,000 updates: {most}");
+    let windows = d.window_all::<String, u64>("c");
+    assert!(windows.len() < 1_500, "{} windows kept", windows.len());
+    d.close().unwrap();
+    std::fs::remove_dir_all(dir.path().join(APP).join("0_0")).unwrap();
+    let d = open();
+    assert_eq!(d.window_all::<String, u64>("c"), windows, "rebuilt from the compacted changelog");
+}
