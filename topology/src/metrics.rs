@@ -165,29 +165,34 @@ impl AppMetrics {
     pub fn set_stream_time_lag(&self, ms: i64) {
         self.stream_time_lag_ms.set(ms);
     }
-    /// Folds in a running total (processed, late per node, …): the counter grows by what is new.
+    /// Folds in a running total of one source (a task's processed records, …): the counter grows by
+    /// what is new. A total below the last one is a source that started again from zero (a task that
+    /// moved away and came back): all of it is new, as Prometheus reads counter resets.
     fn fold(&self, key: String, total: u64, counter: &Counter) {
         let mut seen = self.seen.lock().expect("metrics lock");
         let last = seen.entry(key).or_insert(0);
-        if total > *last {
-            counter.inc_by(total - *last);
-        }
+        counter.inc_by(if total >= *last { total - *last } else { total });
         *last = total;
     }
-    /// The tasks' totals at a commit.
-    pub(crate) fn observe_tasks(&self, m: &crate::task::TaskMetrics) {
-        self.fold("processed".into(), m.processed, &self.processed);
-        self.fold("dead_lettered".into(), m.dead_lettered, &self.dead_lettered);
+    /// One task's totals at a commit (folded per task, so tasks that come and go with rebalances
+    /// neither hide nor repeat records).
+    pub(crate) fn observe_task(&self, task: &str, m: &crate::task::TaskMetrics) {
+        self.fold(format!("{task}/processed"), m.processed, &self.processed);
+        self.fold(format!("{task}/dead_lettered"), m.dead_lettered, &self.dead_lettered);
         for (node, n) in &m.late {
-            self.fold(format!("late/{node}"), *n, &self.late.get_or_create(&vec![("node".into(), node.clone())]));
+            let counter = self.late.get_or_create(&vec![("node".into(), node.clone())]);
+            self.fold(format!("{task}/late/{node}"), *n, &counter);
         }
     }
-    /// A store's cache figures and size at a commit.
-    pub(crate) fn observe_store(&self, store: &str, hits: u64, misses: u64, entries: u64) {
+    /// One task's cache figures for a store at a commit.
+    pub(crate) fn observe_cache(&self, task: &str, store: &str, hits: u64, misses: u64) {
         let labels = vec![("store".into(), store.to_string())];
-        self.fold(format!("hits/{store}"), hits, &self.cache_hits.get_or_create(&labels));
-        self.fold(format!("misses/{store}"), misses, &self.cache_misses.get_or_create(&labels));
-        self.store_entries.get_or_create(&labels).set(entries as i64);
+        self.fold(format!("{task}/hits/{store}"), hits, &self.cache_hits.get_or_create(&labels));
+        self.fold(format!("{task}/misses/{store}"), misses, &self.cache_misses.get_or_create(&labels));
+    }
+    /// A store's entries over all open tasks.
+    pub(crate) fn set_store_entries(&self, store: &str, entries: u64) {
+        self.store_entries.get_or_create(&vec![("store".into(), store.to_string())]).set(entries as i64);
     }
     /// Records read and written per topic so far (running totals).
     pub(crate) fn observe_io(
@@ -202,9 +207,9 @@ impl AppMetrics {
             self.fold(format!("out/{topic}"), *n, &self.records_out.get_or_create(&Self::topic(topic)));
         }
     }
-    /// Changelog records restored so far (a running total).
-    pub(crate) fn observe_restored(&self, total: u64) {
-        self.fold("restored".into(), total, &self.restored_records);
+    /// Changelog records one task restored (a running total).
+    pub(crate) fn observe_restored(&self, task: &str, total: u64) {
+        self.fold(format!("{task}/restored"), total, &self.restored_records);
     }
     /// Redis outages so far (a running total).
     pub(crate) fn observe_redis_outages(&self, total: u64) {
@@ -257,4 +262,34 @@ pub fn serve(addr: &str, metrics: Arc<AppMetrics>) -> std::io::Result<MetricsSer
     })?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     Ok(MetricsServer { addr })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn processed(m: &AppMetrics) -> u64 {
+        let line = m.render().lines().find(|l| l.starts_with("topology_records_processed_total")).unwrap().to_string();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    /// Tasks move between instances: a task's totals restart from zero when it comes back, and the
+    /// application's counter still counts every record once.
+    #[test]
+    fn counters_follow_tasks_that_leave_and_come_back() {
+        let m = AppMetrics::new("t");
+        let task = |n| crate::task::TaskMetrics { processed: n, ..Default::default() };
+        m.observe_task("0_0", &task(100));
+        m.observe_task("0_1", &task(60));
+        assert_eq!(processed(&m), 160);
+        // 0_1 moves away; 0_0 goes on.
+        m.observe_task("0_0", &task(150));
+        assert_eq!(processed(&m), 210);
+        // 0_1 comes back, counting from zero again: its 5 new records count.
+        m.observe_task("0_1", &task(5));
+        m.observe_task("0_0", &task(150));
+        assert_eq!(processed(&m), 215);
+        m.observe_task("0_1", &task(25));
+        assert_eq!(processed(&m), 235);
+    }
 }

@@ -285,37 +285,28 @@ impl Engine {
     pub(crate) fn observe(&self, m: &crate::metrics::AppMetrics) {
         self.sample_latency();
         m.observe_process_seconds(&std::mem::take(&mut *self.latency.samples.borrow_mut()));
-        let mut total = crate::task::TaskMetrics::default();
-        let mut stores: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
-        let mut restored = 0;
+        let mut entries: BTreeMap<String, u64> = BTreeMap::new();
         let mut stream_time = i64::MIN;
         for t in self.tasks.values().chain(self.global.as_ref()) {
-            total.processed += t.ctx.metrics.processed;
-            total.dead_lettered += t.ctx.metrics.dead_lettered;
-            for (k, v) in &t.ctx.metrics.late {
-                *total.late.entry(k.clone()).or_default() += v;
-            }
+            let task = t.id.to_string();
+            m.observe_task(&task, &t.ctx.metrics);
             if t.ctx.stream_time != i64::MAX {
                 stream_time = stream_time.max(t.ctx.stream_time);
             }
             if let Some(sm) = &t.state {
-                restored += sm.restore.records;
+                m.observe_restored(&task, sm.restore.records);
                 for (name, stats) in &sm.stats {
-                    let e = stores.entry(name.clone()).or_default();
-                    e.0 += stats.cache_hits.get();
-                    e.1 += stats.cache_misses.get();
+                    m.observe_cache(&task, name, stats.cache_hits.get(), stats.cache_misses.get());
                 }
             }
             for store in &t.stores {
                 let store = store.borrow();
-                stores.entry(store.name().to_string()).or_default().2 += store.approximate_num_entries();
+                *entries.entry(store.name().to_string()).or_default() += store.approximate_num_entries();
             }
         }
-        m.observe_tasks(&total);
-        for (name, (hits, misses, entries)) in stores {
-            m.observe_store(&name, hits, misses, entries);
+        for (name, n) in entries {
+            m.set_store_entries(&name, n);
         }
-        m.observe_restored(restored);
         if stream_time != i64::MIN {
             m.set_stream_time_lag(super::now_ms() - stream_time);
         }
