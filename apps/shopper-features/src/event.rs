@@ -89,6 +89,9 @@ pub enum EventError {
     /// A required part is missing or malformed.
     #[error("{0}")]
     Missing(String),
+    /// An event time that cannot be true.
+    #[error("{0}")]
+    Time(String),
 }
 
 fn text(v: Option<&Value>) -> Option<String> {
@@ -97,6 +100,37 @@ fn text(v: Option<&Value>) -> Option<String> {
 
 fn time_of(v: Option<&Value>) -> Option<i64> {
     v.and_then(Value::as_str).and_then(|s| topology::parse_timestamp(s).ok())
+}
+
+/// How far an event's own time may run ahead of the collector's clock, ms: Snowplow derives it from
+/// collector time minus the device's send delay, so only a broken device clock puts it later.
+const AHEAD_OF_COLLECTOR_MS: i64 = 60_000;
+/// How far past the wall clock an event time may be, ms. One record from a device clock years ahead
+/// would move stream time on and make every later event late, so it is refused instead.
+const AHEAD_OF_NOW_MS: i64 = 24 * 3_600_000;
+
+/// The event time: the event's own (derived_tstamp, the accelerator's `timestamp`) unless it is ahead
+/// of the collector's, then the collector's; never more than a day past the wall clock.
+fn event_time(own: Option<i64>, collector: Option<i64>, now: i64) -> Result<i64, EventError> {
+    let time = match (own, collector) {
+        (Some(t), Some(c)) if t > c + AHEAD_OF_COLLECTOR_MS => c,
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) => {
+            return Err(EventError::Missing("no event time (derived_tstamp, timestamp or collector_tstamp)".into()))
+        }
+    };
+    if time > now + AHEAD_OF_NOW_MS {
+        return Err(EventError::Time(format!(
+            "event time {} is more than a day ahead of the wall clock ({})",
+            topology::format_timestamp(time),
+            topology::format_timestamp(now)
+        )));
+    }
+    Ok(time)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn product(v: &Value) -> Option<Product> {
@@ -144,9 +178,7 @@ pub fn from_enriched(e: &Map<String, Value>) -> Result<ShopperEvent, EventError>
     } else {
         text(e.get("event_name")).unwrap_or(event)
     };
-    let time = time_of(e.get("derived_tstamp"))
-        .or_else(|| time_of(e.get("collector_tstamp")))
-        .ok_or_else(|| EventError::Missing("no derived_tstamp or collector_tstamp".into()))?;
+    let time = event_time(time_of(e.get("derived_tstamp")), time_of(e.get("collector_tstamp")), now_ms())?;
     let user_key = text(e.get("user_id")).or_else(|| text(e.get("domain_userid"))).unwrap_or_default();
     let entity = |name: &str| e.get(&format!("contexts_{ECOM}_{name}_1")).and_then(Value::as_array);
     let session = e
@@ -176,9 +208,8 @@ pub fn from_enriched(e: &Map<String, Value>) -> Result<ShopperEvent, EventError>
 pub fn from_accelerator(v: &Value) -> Result<ShopperEvent, EventError> {
     let event_type = text(v.get("type")).ok_or_else(|| EventError::Missing("no `type`".into()))?;
     let metadata = v.get("metadata");
-    let time = time_of(v.get("timestamp"))
-        .or_else(|| time_of(metadata.and_then(|m| m.get("collector_tstamp"))))
-        .ok_or_else(|| EventError::Missing("no timestamp".into()))?;
+    let collector = time_of(metadata.and_then(|m| m.get("collector_tstamp")));
+    let time = event_time(time_of(v.get("timestamp")), collector, now_ms())?;
     let enrich = v.get("enrich");
     let user = enrich.and_then(|e| e.get("user"));
     let user_key = text(user.and_then(|u| u.get("user_id")))
@@ -294,6 +325,17 @@ mod tests {
         assert_eq!(e.products[0].id, "p1");
         assert_eq!(e.cart.unwrap().total_value, 10.5);
         assert_eq!((e.mkt_campaign.as_deref(), e.has_marketing), (Some("winter-sale"), true));
+    }
+
+    #[test]
+    fn an_event_time_ahead_of_the_collector_or_far_in_the_future_is_not_taken() {
+        let (t, now) = (1_700_000_000_000, 1_800_000_000_000);
+        assert_eq!(event_time(Some(t), Some(t + 5_000), now), Ok(t), "derived is before collector time");
+        assert_eq!(event_time(Some(t + 3_600_000), Some(t), now), Ok(t), "a broken device clock: the collector's");
+        assert_eq!(event_time(None, Some(t), now), Ok(t));
+        let far = event_time(Some(now + 2 * 86_400_000), None, now).unwrap_err().to_string();
+        assert!(far.contains("more than a day ahead of the wall clock"), "{far}");
+        assert!(matches!(event_time(None, None, now), Err(EventError::Missing(_))));
     }
 
     #[test]

@@ -377,11 +377,13 @@ fn bad_records_go_to_the_dead_letter_topic_with_the_reason() {
     anonymous["enrich"]["user"] = json!({});
     f.send(&anonymous);
     f.send(&ev("page_view", "u", "", T0));
+    // A device clock in 2099: refused, or it would make every later event late.
+    f.send(&ev("page_view", "u", "s", topology::parse_timestamp("2099-01-01T00:00:00Z").unwrap()));
     // The app keeps going.
     f.send(&cart_event("add_to_cart", "u", T0 + S, 0.0, 1.0));
     f.tick_to(T0 + 35 * S);
     let errors: Vec<String> = f.driver.dead_letters(DLQ).into_iter().map(|d| d.error).collect();
-    assert_eq!(errors.len(), 7, "{errors:?}");
+    assert_eq!(errors.len(), 8, "{errors:?}");
     assert!(errors[0].contains("neither an enriched TSV line nor a JSON document"), "{}", errors[0]);
     assert!(errors[1].contains("neither"), "{}", errors[1]);
     assert!(errors[2].contains("enriched TSV"), "{}", errors[2]);
@@ -389,7 +391,8 @@ fn bad_records_go_to_the_dead_letter_topic_with_the_reason() {
     assert!(errors[4].contains("checkout_step without a checkout_step entity"), "{}", errors[4]);
     assert!(errors[5].contains("page_view without user_id or domain_userid"), "{}", errors[5]);
     assert!(errors[6].contains("page_view without a client_session entity or domain_sessionid"), "{}", errors[6]);
-    assert_eq!(f.driver.metrics().dead_lettered, 7);
+    assert!(errors[7].contains("2099-01-01") && errors[7].contains("ahead of the wall clock"), "{}", errors[7]);
+    assert_eq!(f.driver.metrics().dead_lettered, 8);
     assert_eq!(f.latest()["user:u:cart_add_count_5m"], "1");
 }
 
