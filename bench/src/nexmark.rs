@@ -140,6 +140,12 @@ pub struct Q7Row {
     pub date_time: u64,
 }
 
+impl Q7Row {
+    fn of(window_start: i64, b: &Bid) -> Q7Row {
+        Q7Row { window_start, auction: b.auction, bidder: b.bidder, price: b.price, date_time: b.date_time }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Q8Row {
     pub id: usize,
@@ -257,16 +263,7 @@ pub fn topology(query: Query) -> Topology {
                 top.unwrap_or_default()
                     .holders
                     .into_iter()
-                    .map(move |b| {
-                        let row = Q7Row {
-                            window_start,
-                            auction: b.auction,
-                            bidder: b.bidder,
-                            price: b.price,
-                            date_time: b.date_time,
-                        };
-                        ((), json(&row))
-                    })
+                    .map(move |b| ((), json(&Q7Row::of(window_start, &b))))
                     .collect::<Vec<_>>()
             })),
         Query::Q8 => {
@@ -495,14 +492,7 @@ impl Floor {
             }
             let (window_start, top) = entry.remove_entry();
             for b in top.holders {
-                let row = Q7Row {
-                    window_start,
-                    auction: b.auction,
-                    bidder: b.bidder,
-                    price: b.price,
-                    date_time: b.date_time,
-                };
-                self.emit(&row);
+                self.emit(&Q7Row::of(window_start, &b));
             }
         }
         while let Some(entry) = self.new_users.first_entry() {

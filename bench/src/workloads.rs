@@ -25,14 +25,22 @@ pub const GRACE_MS: i64 = 5_000;
 pub const INPUT: &str = "events";
 pub const OUTPUT: &str = "rows";
 
-/// A clickstream event of `gen_events.py`: the fields E1 and E2 read (the parser skips the others —
-/// event_id, event_type, product_id, category — in the engine and the floor alike).
+/// A clickstream event of `gen_events.py` as E1 reads it: the parser skips the other fields
+/// (event_id, session_id, event_type, product_id, category), in the engine and the floor alike.
 #[derive(Record, Debug, Clone, Serialize, Deserialize)]
 #[record(topic = "events")]
-pub struct Event {
+pub struct UserEvent {
     pub user_id: String,
-    pub session_id: String,
     pub price: f64,
+    #[timestamp]
+    pub ts: i64,
+}
+
+/// The same event as E2 reads it.
+#[derive(Record, Debug, Clone, Serialize, Deserialize)]
+#[record(topic = "events")]
+pub struct SessionEvent {
+    pub session_id: String,
     #[timestamp]
     pub ts: i64,
 }
@@ -111,9 +119,9 @@ impl Checksum {
 /// The engine's topology for a workload.
 pub fn topology(workload: Workload) -> Topology {
     let mut b = StreamsBuilder::new();
-    let events = b.stream_of::<Event>();
     let rows = match workload {
-        Workload::E1 => events
+        Workload::E1 => b
+            .stream_of::<UserEvent>()
             .map(|_, e| (e.user_id, Sale { cents: cents(e.price) }))
             .group_by_key(Grouped::as_("by-user"))
             .windowed_by(
@@ -125,7 +133,8 @@ pub fn topology(workload: Workload) -> Topology {
             .flat_map(|k: Windowed<String>, v: Option<Spend>| {
                 v.map(|s| (k.key.clone(), Row { key: k.key, start: k.window.start, count: s.count, value: s.cents }))
             }),
-        Workload::E2 => events
+        Workload::E2 => b
+            .stream_of::<SessionEvent>()
             .map(|_, e| (e.session_id, ()))
             .group_by_key(Grouped::as_("by-session"))
             .windowed_by(
@@ -160,14 +169,20 @@ pub struct FloorResult {
     pub checksum: Checksum,
 }
 
-/// The fields the floor reads, borrowed from the line (serde_json, like the engine's source).
+/// The fields E1's floor reads, borrowed from the line (serde_json, like the engine's source).
 #[derive(Deserialize)]
-struct EventRef<'a> {
+struct UserEventRef<'a> {
     #[serde(borrow)]
     user_id: std::borrow::Cow<'a, str>,
+    price: f64,
+    ts: i64,
+}
+
+/// The fields E2's floor reads.
+#[derive(Deserialize)]
+struct SessionEventRef<'a> {
     #[serde(borrow)]
     session_id: std::borrow::Cow<'a, str>,
-    price: f64,
     ts: i64,
 }
 
@@ -206,19 +221,30 @@ impl Floor {
         if line.trim().is_empty() {
             return;
         }
-        let Ok(e) = serde_json::from_str::<EventRef<'_>>(line) else {
-            self.out.bad += 1;
-            return;
-        };
+        match workload {
+            Workload::E1 => match serde_json::from_str::<UserEventRef<'_>>(line) {
+                Ok(e) => {
+                    let close = self.advance(e.ts);
+                    self.e1(&e.user_id, e.ts, cents(e.price), close);
+                }
+                Err(_) => self.out.bad += 1,
+            },
+            Workload::E2 => match serde_json::from_str::<SessionEventRef<'_>>(line) {
+                Ok(e) => {
+                    let close = self.advance(e.ts);
+                    self.e2(&e.session_id, e.ts, close);
+                }
+                Err(_) => self.out.bad += 1,
+            },
+        }
+    }
+
+    /// One more event at `t`: stream time moves on; returns the close point (stream time − grace).
+    fn advance(&mut self, t: i64) -> i64 {
         self.out.events += 1;
-        let t = e.ts;
         let stream_time = self.stream_time.map_or(t, |s| s.max(t));
         self.stream_time = Some(stream_time);
-        let close = stream_time - GRACE_MS;
-        match workload {
-            Workload::E1 => self.e1(&e.user_id, t, cents(e.price), close),
-            Workload::E2 => self.e2(&e.session_id, t, close),
-        }
+        stream_time - GRACE_MS
     }
 
     fn e1(&mut self, user: &str, t: i64, cents: i64, close: i64) {

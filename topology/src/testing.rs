@@ -129,8 +129,13 @@ impl RedisServer {
         if let Some(p) = password {
             args.extend(["--requirepass".into(), p.into()]);
         }
+        RedisServer { port, child: Self::spawn(&args, port) }
+    }
+
+    /// Starts redis-server with `args` and waits until `port` accepts connections.
+    fn spawn(args: &[String], port: u16) -> Child {
         let child = Command::new("redis-server")
-            .args(&args)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -140,7 +145,7 @@ impl RedisServer {
             assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        RedisServer { port, child }
+        child
     }
 
     /// Starts one that also listens for TLS on `tls_port`, with certificates made in `dir` by the
@@ -151,21 +156,29 @@ impl RedisServer {
         let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let (port, tls_port) = (free(), free());
         let arg = |p: &std::path::Path| p.display().to_string();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--tls-port", &tls_port.to_string(), "--tls-auth-clients", "yes"])
-            .args(["--tls-cert-file", &arg(&files.server_cert), "--tls-key-file", &arg(&files.server_key)])
-            .args(["--tls-ca-cert-file", &arg(&files.ca_cert)])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (.ci/setup installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start TLS on port {tls_port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        (RedisServer { port, child }, tls_port, files)
+        let args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-auth-clients",
+            "yes",
+            "--tls-cert-file",
+            &arg(&files.server_cert),
+            "--tls-key-file",
+            &arg(&files.server_key),
+            "--tls-ca-cert-file",
+            &arg(&files.ca_cert),
+        ]
+        .map(String::from)
+        .to_vec();
+        (RedisServer { port, child: Self::spawn(&args, tls_port) }, tls_port, files)
     }
 
     /// `redis://127.0.0.1:PORT/`.
