@@ -42,6 +42,9 @@ struct Files {
     /// State directory (default: a temporary directory).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Tables: runs per row, the median (by events/s) reported — this shared machine swings ±30 %.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
 }
 
 #[derive(Subcommand)]
@@ -78,6 +81,9 @@ struct NexmarkArgs {
     /// State directory (default: a temporary directory).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Tables: runs per row, the median (by events/s) reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
 }
 
 impl NexmarkArgs {
@@ -180,6 +186,13 @@ fn child(args: &[&std::ffi::OsStr]) -> Result<serde_json::Value, String> {
     serde_json::from_str(last).map_err(|e| format!("{name}: {e}: {last}"))
 }
 
+/// Runs `bench <args>` `runs` times (each in its own process) and returns the median run by events/s.
+fn median_of(runs: usize, args: &[&std::ffi::OsStr]) -> Result<serde_json::Value, String> {
+    let mut all = (0..runs.max(1)).map(|_| child(args)).collect::<Result<Vec<_>, _>>()?;
+    all.sort_by(|a, b| a["events_per_s"].as_f64().partial_cmp(&b["events_per_s"].as_f64()).expect("rates are numbers"));
+    Ok(all.swap_remove(all.len() / 2))
+}
+
 /// Prints (engine, floor) pairs as a markdown table; an error if a pair's rows differ.
 fn print_pairs(results: &[serde_json::Value]) -> Result<(), String> {
     println!("| workload | events | events/s | vs floor | peak RSS MB | output rows | checksum | late |");
@@ -213,7 +226,7 @@ fn nexmark_table(args: &NexmarkArgs) -> Result<(), String> {
     for query in nexmark::Query::ALL {
         for cmd in ["nexmark", "nexmark-floor"] {
             let q = query.name();
-            results.push(child(&[cmd.as_ref(), q.as_ref(), "--input".as_ref(), input.as_os_str()])?);
+            results.push(median_of(args.runs, &[cmd.as_ref(), q.as_ref(), "--input".as_ref(), input.as_os_str()])?);
         }
     }
     print_pairs(&results)
@@ -222,7 +235,7 @@ fn nexmark_table(args: &NexmarkArgs) -> Result<(), String> {
 fn table(files: &Files) -> Result<(), String> {
     let mut results = Vec::new();
     for name in ["e1", "floor-e1", "e2", "floor-e2"] {
-        results.push(child(&[name.as_ref(), "--input".as_ref(), files.input.as_os_str()])?);
+        results.push(median_of(files.runs, &[name.as_ref(), "--input".as_ref(), files.input.as_os_str()])?);
     }
     print_pairs(&results)
 }
