@@ -9,6 +9,9 @@ use crate::error::Result;
 /// Which time segments a range scan needs (window starts or session ends); `None` = all.
 pub(crate) type TimeHint = Option<(i64, i64)>;
 
+/// Writes a key's new value (into the buffer) from its current one.
+pub(crate) type UpdateFn<'a> = dyn FnMut(Option<&[u8]>, &mut Vec<u8>) + 'a;
+
 /// An ordered byte-key store.
 pub(crate) trait BytesStore {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>>;
@@ -25,8 +28,11 @@ pub(crate) trait BytesStore {
         self.put(key, value)
     }
     /// Read-modify-write of one key: `f` sees the current value and returns the new one.
-    fn update(&mut self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<()> {
-        let new = f(self.get(key)?.as_deref());
+    /// `f` writes the new value into the (empty) buffer it is given, so a layer can hand it a reused one.
+    fn update(&mut self, key: &[u8], f: &mut UpdateFn<'_>) -> Result<()> {
+        let old = self.get(key)?;
+        let mut new = Vec::new();
+        f(old.as_deref(), &mut new);
         self.put(key, new)
     }
     fn delete(&mut self, key: &[u8]) -> Result<()>;

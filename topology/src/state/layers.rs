@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::rc::Rc;
 
-use super::bytes::{BytesStore, TimeHint};
+use super::bytes::{BytesStore, TimeHint, UpdateFn};
 use super::changelog::Changelog;
 use super::sled_store::SegmentTime;
 use crate::error::Result;
@@ -114,6 +114,8 @@ pub(crate) struct Caching {
     groups: BTreeMap<i64, Group>,
     bytes: usize,
     dirty: usize,
+    /// A buffer for the next update's value (the previous value's, recycled).
+    spare: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -140,7 +142,7 @@ impl Caching {
         segments: Option<(SegmentTime, i64)>,
         stats: Rc<StoreStats>,
     ) -> Self {
-        Caching { inner, max_bytes, segments, stats, groups: BTreeMap::new(), bytes: 0, dirty: 0 }
+        Caching { inner, max_bytes, segments, stats, groups: BTreeMap::new(), bytes: 0, dirty: 0, spare: Vec::new() }
     }
 
     fn cost(key: &[u8], value: &Option<Vec<u8>>) -> usize {
@@ -255,14 +257,18 @@ impl BytesStore for Caching {
         let absent_below = self.lookup(key).is_none();
         self.set_known(key, Some(value), true, absent_below)
     }
-    fn update(&mut self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<()> {
+    fn update(&mut self, key: &[u8], f: &mut UpdateFn<'_>) -> Result<()> {
         let seg = self.segment_of(key);
         if let Some(group) = self.groups.get_mut(&seg) {
             if let Some(e) = group.entries.get_mut(key) {
                 bump(&self.stats.cache_hits);
-                let new = f(e.value.as_deref());
+                // The new value goes into the spare buffer, the old one becomes the spare: a hot key's
+                // updates allocate nothing.
+                let mut new = std::mem::take(&mut self.spare);
+                new.clear();
+                f(e.value.as_deref(), &mut new);
                 let (old_len, new_len) = (e.value.as_ref().map_or(0, Vec::len), new.len());
-                e.value = Some(new);
+                self.spare = e.value.replace(new).unwrap_or_default();
                 self.bytes = self.bytes + new_len - old_len;
                 if !e.dirty {
                     e.dirty = true;
@@ -279,7 +285,8 @@ impl BytesStore for Caching {
         }
         bump(&self.stats.cache_misses);
         let old = self.inner.get(key)?;
-        let new = f(old.as_deref());
+        let mut new = Vec::new();
+        f(old.as_deref(), &mut new);
         self.set_known(key, Some(new), true, old.is_none())
     }
     fn delete(&mut self, key: &[u8]) -> Result<()> {
@@ -389,7 +396,7 @@ impl BytesStore for Metered {
         bump(&self.stats.gets);
         self.inner.get_with(key, f)
     }
-    fn update(&mut self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<()> {
+    fn update(&mut self, key: &[u8], f: &mut UpdateFn<'_>) -> Result<()> {
         bump(&self.stats.gets);
         bump(&self.stats.puts);
         self.inner.update(key, f)

@@ -198,7 +198,7 @@ impl<K: Data, V: Data> WindowStore<K, V> for PersistentWindow<K, V> {
         let mut old: Option<V> = None;
         let mut failed = None;
         let r = inner.with_key(key, &[start], |k| {
-            inner.stack.borrow_mut().update(k, &mut |raw| {
+            inner.stack.borrow_mut().update(k, &mut |raw, buf| {
                 let prev = match raw.map(|raw| decode_value::<V>(&inner.name, raw)).transpose() {
                     Ok(v) => v,
                     Err(e) => {
@@ -208,7 +208,8 @@ impl<K: Data, V: Data> WindowStore<K, V> for PersistentWindow<K, V> {
                 };
                 let new = f(prev.clone());
                 old = prev;
-                encode_value(&new)
+                buf.push(FORMAT_VERSION);
+                encode_into(&new, buf);
             })
         });
         inner.ok(r);
