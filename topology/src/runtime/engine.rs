@@ -63,6 +63,8 @@ pub(crate) struct Engine {
     idle_advance: Option<i64>,
     /// Processing times of sampled records, for the metrics (on once a runtime observes them).
     latency: LatencySampler,
+    /// An empty output buffer, swapped with a task's after it processes a record.
+    spare_out: Vec<OutRecord>,
 }
 
 /// Times one record in [`LatencySampler::EVERY`] through its task (processing and routing its
@@ -120,6 +122,7 @@ impl Engine {
         log.next_offset.resize(n as usize, 0);
         let p = match (partition, &raw.key) {
             (Some(p), _) => p % n,
+            (None, Some(_)) if n == 1 => 0,
             (None, Some(k)) => partition_for(k, n),
             (None, None) => {
                 log.round_robin = (log.round_robin + 1) % n;
@@ -135,8 +138,13 @@ impl Engine {
         self.deliver(topic, p, offset, raw)
     }
 
-    pub(crate) fn route(&mut self, out: Vec<OutRecord>) -> Result<(), Error> {
-        for o in out {
+    pub(crate) fn route(&mut self, mut out: Vec<OutRecord>) -> Result<(), Error> {
+        self.route_drain(&mut out)
+    }
+
+    /// Routes and empties `out` (its capacity stays for reuse).
+    fn route_drain(&mut self, out: &mut Vec<OutRecord>) -> Result<(), Error> {
+        for o in out.drain(..) {
             let raw = RawRecord { key: o.key, value: o.value, timestamp: o.timestamp, headers: o.headers };
             self.append(&o.topic, None, raw)?;
         }
@@ -242,6 +250,7 @@ impl Engine {
             external: false,
             idle_advance: None,
             latency: LatencySampler::default(),
+            spare_out: Vec::new(),
         };
         if !lazy_tasks {
             for &id in &plan.tasks {
@@ -422,8 +431,12 @@ impl Engine {
         let started = self.latency.due().then(std::time::Instant::now);
         let task = self.tasks.get_mut(&id).expect("task exists");
         let did = task.process_one()?;
-        let out = task.take_output();
-        self.route(out)?;
+        // The task's output buffer and the engine's spare trade places: no allocation per record.
+        let mut out = std::mem::take(&mut self.spare_out);
+        std::mem::swap(&mut out, &mut task.ctx.out);
+        let routed = self.route_drain(&mut out);
+        self.spare_out = out;
+        routed?;
         if let (true, Some(started)) = (did, started) {
             self.latency.add(started.elapsed().as_secs_f64());
         }
