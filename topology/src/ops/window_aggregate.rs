@@ -35,7 +35,7 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for WindowAggregate<K, V, A> {
                 continue;
             }
             let mut new: Option<A> = None;
-            let old = self.store.borrow_mut().update(&r.key, w.start, &mut |old| {
+            let mut fold = |old: Option<A>| {
                 let a = match old {
                     Some(a) => (self.aggregator)(&r.key, &r.value, r.timestamp, a),
                     None => (self.first)(&r.key, &r.value, r.timestamp),
@@ -44,7 +44,15 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for WindowAggregate<K, V, A> {
                     new = Some(a.clone());
                 }
                 a
-            });
+            };
+            // On close nothing is forwarded now: the old aggregate is not needed (nor cloned).
+            let old = match self.emit {
+                EmitStrategy::OnWindowUpdate => self.store.borrow_mut().update(&r.key, w.start, &mut fold),
+                EmitStrategy::OnWindowClose => {
+                    self.store.borrow_mut().upsert(&r.key, w.start, &mut fold);
+                    None
+                }
+            };
             if let Some(new) = new {
                 let key = Windowed { key: r.key.clone(), window: w };
                 let rec = Record {

@@ -78,6 +78,14 @@ pub trait WindowStore<K, V>: StateStore {
         self.put(key, start, new);
         old
     }
+    /// [`update`](Self::update) for a caller that does not need the old value back (it is then not
+    /// cloned).
+    fn upsert(&mut self, key: &K, start: i64, f: &mut dyn FnMut(Option<V>) -> V)
+    where
+        V: Clone,
+    {
+        self.update(key, start, f);
+    }
     /// Drops every window that starts before `start` (whole segments at a time, at least).
     fn expire_before(&mut self, start: i64);
 }

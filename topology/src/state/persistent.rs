@@ -94,6 +94,28 @@ impl Inner {
         let r = self.stack.borrow_mut().expire_before(t);
         self.ok(r)
     }
+    /// Replaces the value of `key ++ start` with `f(old)` in one pass through the stack; a stored value
+    /// that does not decode is the task's error (and `f` sees `None`).
+    fn update_value<K: Data, V: Data>(&self, key: &K, start: i64, f: &mut dyn FnMut(Option<V>) -> V) {
+        let mut failed = None;
+        let r = self.with_key(key, &[start], |k| {
+            self.stack.borrow_mut().update(k, &mut |raw, buf| {
+                let prev = match raw.map(|raw| decode_value::<V>(&self.name, raw)).transpose() {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failed = Some(e);
+                        None
+                    }
+                };
+                buf.push(FORMAT_VERSION);
+                encode_into(&f(prev), buf);
+            })
+        });
+        self.ok(r);
+        if let Some(e) = failed {
+            self.ok::<()>(Err(e));
+        }
+    }
     fn encoded<K: Data>(&self, key: &K, suffix: &[i64]) -> Vec<u8> {
         self.buf.with(key, suffix, <[u8]>::to_vec)
     }
@@ -194,29 +216,16 @@ impl<K: Data, V: Data> WindowStore<K, V> for PersistentWindow<K, V> {
         self.0.delete(&self.0.encoded(key, &[start]))
     }
     fn update(&mut self, key: &K, start: i64, f: &mut dyn FnMut(Option<V>) -> V) -> Option<V> {
-        let inner = &self.0;
         let mut old: Option<V> = None;
-        let mut failed = None;
-        let r = inner.with_key(key, &[start], |k| {
-            inner.stack.borrow_mut().update(k, &mut |raw, buf| {
-                let prev = match raw.map(|raw| decode_value::<V>(&inner.name, raw)).transpose() {
-                    Ok(v) => v,
-                    Err(e) => {
-                        failed = Some(e);
-                        None
-                    }
-                };
-                let new = f(prev.clone());
-                old = prev;
-                buf.push(FORMAT_VERSION);
-                encode_into(&new, buf);
-            })
+        self.0.update_value(key, start, &mut |prev| {
+            let new = f(prev.clone());
+            old = prev;
+            new
         });
-        inner.ok(r);
-        if let Some(e) = failed {
-            inner.ok::<()>(Err(e));
-        }
         old
+    }
+    fn upsert(&mut self, key: &K, start: i64, f: &mut dyn FnMut(Option<V>) -> V) {
+        self.0.update_value(key, start, f);
     }
     fn expire_before(&mut self, start: i64) {
         self.0.expire_before(start)
