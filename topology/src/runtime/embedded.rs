@@ -110,6 +110,9 @@ pub struct EmbeddedConfig {
     /// Metrics and readiness for the operations endpoints ([`crate::metrics::serve`]), updated at
     /// every commit; ready once the tasks are open (their state restored).
     pub metrics: Option<Arc<crate::metrics::AppMetrics>>,
+    /// Local changelogs are rewritten from their store once they hold this many records (and twice
+    /// their last rewrite); see [`StateConfig::compact_changelogs_after`].
+    pub compact_changelogs_after: u64,
 }
 
 impl EmbeddedConfig {
@@ -132,6 +135,7 @@ impl EmbeddedConfig {
             redis: None,
             idle_advance: None,
             metrics: None,
+            compact_changelogs_after: 100_000,
         }
     }
 }
@@ -375,11 +379,11 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     }
     let positions: HashMap<String, u64> =
         committed.as_ref().map(|c| c.positions.clone().into_iter().collect()).unwrap_or_default();
-    let state =
-        StateConfig::new(&config.state_dir).cache_max_bytes(config.cache_max_bytes).exactly_once(config.exactly_once);
-    // Exactly-once rolls state back to the last commit record's checkpoints, whose changelog offsets a
-    // rewrite between two commit records would invalidate: those changelogs are kept whole.
-    let state = if config.exactly_once { state.compact_changelogs_after(u64::MAX) } else { state };
+    let state = StateConfig::new(&config.state_dir)
+        .cache_max_bytes(config.cache_max_bytes)
+        .exactly_once(config.exactly_once)
+        .compact_changelogs_after(config.compact_changelogs_after)
+        .compact_after_commit_records(config.exactly_once);
     let engine_config = EngineConfig {
         application_id: config.application_id.clone(),
         default_partitions: config.partitions,
@@ -724,6 +728,23 @@ fn commit(
         }
     }
     write_atomically(commit_path, &serde_json::to_vec_pretty(&record).expect("serializable"))?;
+    // Exactly-once rolls back to the checkpoints in the commit record, so its changelogs are rewritten
+    // only now, right after it (tasks say whether they did; at-least-once commits rewrite their own),
+    // and the record is written again with the new offsets before any more processing. A crash in
+    // between finds a rewritten log no longer than the recorded offset (live entries ≤ records), so
+    // the rollback's truncation leaves it whole and the full restore rebuilds exactly this commit.
+    let mut compacted = false;
+    for (id, task) in engine.tasks.iter_mut() {
+        if task.compact_changelogs()? {
+            compacted = true;
+            if let Some(text) = task.state.as_ref().and_then(|sm| sm.checkpoint_text()) {
+                record.checkpoints.insert(id.to_string(), text);
+            }
+        }
+    }
+    if compacted {
+        write_atomically(commit_path, &serde_json::to_vec_pretty(&record).expect("serializable"))?;
+    }
     summary.commits += 1;
     if let Some(m) = metrics {
         m.commit(started.elapsed().as_secs_f64(), true);

@@ -282,6 +282,15 @@ impl Task {
         self.check_errors()
     }
 
+    /// After the runtime's commit record: rewrites the changelogs that are due (see
+    /// `StateManager::compact_due`); whether any was.
+    pub(crate) fn compact_changelogs(&mut self) -> crate::Result<bool> {
+        match self.state.as_mut() {
+            Some(sm) => sm.compact_due(self.ctx.stream_time),
+            None => Ok(false),
+        }
+    }
+
     /// Commits and marks the state as cleanly closed.
     pub(crate) fn close(&mut self) -> crate::Result<()> {
         for p in &self.punctuators {

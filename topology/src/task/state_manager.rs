@@ -44,6 +44,9 @@ pub struct StateConfig {
     pub(crate) changelogs: Option<ChangelogFactory>,
     pub(crate) sled_cache_bytes: u64,
     pub(crate) compact_changelogs_after: u64,
+    /// Changelogs are rewritten by [`StateManager::compact_due`] after the runtime's own commit record,
+    /// not inside the commit (the embedded runtime's exactly-once).
+    pub(crate) compact_after_commit_record: bool,
 }
 
 impl std::fmt::Debug for StateConfig {
@@ -67,7 +70,13 @@ impl StateConfig {
             changelogs: None,
             sled_cache_bytes: 8 << 20,
             compact_changelogs_after: 100_000,
+            compact_after_commit_record: false,
         }
+    }
+    /// See `compact_after_commit_record`.
+    pub(crate) fn compact_after_commit_records(mut self, on: bool) -> Self {
+        self.compact_after_commit_record = on;
+        self
     }
     /// Local changelogs (the embedded runtime's and the test driver's) are rewritten from their store
     /// at a commit once they hold this many records and twice as many as after their last rewrite
@@ -433,13 +442,7 @@ impl StateManager {
         for l in &self.changelogs {
             offsets.insert(l.name.clone(), l.log.borrow_mut().flush()?);
         }
-        let due: Vec<usize> = (0..self.changelogs.len())
-            .filter(|&i| {
-                let l = &self.changelogs[i];
-                let records = offsets[&l.name];
-                l.log.borrow().compactable() && records >= self.config.compact_changelogs_after.max(2 * l.compacted_len)
-            })
-            .collect();
+        let due = if self.config.compact_after_commit_record { Vec::new() } else { self.due_for_compaction(&offsets) };
         // At-least-once: the checkpoint (and the fsyncs that go with it) is written only once the
         // changelogs moved on by CHECKPOINT_DELTA records, or on close, as Kafka Streams does. An older
         // checkpoint is safe: a restore from it replays a little more of the changelog, and later
@@ -472,6 +475,40 @@ impl StateManager {
         write_atomically(&self.task_dir.join(CHECKPOINT), cp.render().as_bytes())?;
         self.checkpoint = Some(cp);
         Ok(())
+    }
+
+    /// The changelogs long enough to rewrite, given their end offsets.
+    fn due_for_compaction(&self, offsets: &BTreeMap<String, u64>) -> Vec<usize> {
+        (0..self.changelogs.len())
+            .filter(|&i| {
+                let l = &self.changelogs[i];
+                let records = offsets.get(&l.name).copied().unwrap_or(0);
+                l.log.borrow().compactable() && records >= self.config.compact_changelogs_after.max(2 * l.compacted_len)
+            })
+            .collect()
+    }
+
+    /// Right after a commit (and the runtime's commit record), rewrites the changelogs that are due and
+    /// writes the checkpoint with their new offsets; whether any was rewritten. Only with
+    /// `compact_after_commit_record` (else commits rewrite them themselves).
+    pub(crate) fn compact_due(&mut self, stream_time: i64) -> Result<bool> {
+        let Some(cp) = self.checkpoint.clone() else { return Ok(false) };
+        if !self.config.compact_after_commit_record {
+            return Ok(false);
+        }
+        let due = self.due_for_compaction(&cp.offsets);
+        if due.is_empty() {
+            return Ok(false);
+        }
+        let mut offsets = cp.offsets.clone();
+        for i in due {
+            let end = self.compact(i, stream_time)?;
+            offsets.insert(self.changelogs[i].name.clone(), end);
+        }
+        let cp = Checkpoint { offsets, ..cp };
+        write_atomically(&self.task_dir.join(CHECKPOINT), cp.render().as_bytes())?;
+        self.checkpoint = Some(cp);
+        Ok(true)
     }
 
     /// Rewrites changelog `i` as the live contents of its store (flushed: this is a commit), stamped

@@ -215,6 +215,8 @@ fn eos_config(dir: &Path) -> topology::EmbeddedConfig {
     cfg.exactly_once = true;
     cfg.commit_every_records = 250;
     cfg.cache_max_bytes = 4096;
+    // Changelogs are rewritten after every few commit records, so kills land in rewrites too.
+    cfg.compact_changelogs_after = 300;
     cfg.inputs = vec![("in".into(), topology::Input::File(dir.join("in.jsonl")))];
     cfg.outputs = vec![
         ("counts".into(), topology::Output::File(dir.join("counts.jsonl"))),
