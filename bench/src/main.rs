@@ -116,58 +116,65 @@ fn report(workload: &str, events: u64, wall_s: f64, rows: u64, checksum: String,
     );
 }
 
-fn engine(name: &str, workload: Workload, files: &Files) -> Result<(), String> {
-    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let output = files.output.clone().unwrap_or_else(|| tmp.path().join("rows.jsonl"));
-    let state = files.state_dir.clone().unwrap_or_else(|| tmp.path().join("state"));
+/// Runs `topology` on the embedded runtime (sled, changelogs) from `input` into `output` (topic, file)
+/// and reports it; `checksum` reads back the rows it wrote.
+fn run_engine(
+    name: &str,
+    topology: &topology::Topology,
+    (input_topic, input): (&str, PathBuf),
+    (output_topic, output): (&str, PathBuf),
+    state: PathBuf,
+    checksum: impl Fn(&std::path::Path) -> std::io::Result<workloads::Checksum>,
+) -> Result<(), String> {
     let mut cfg = EmbeddedConfig::new(&format!("bench-{name}"), state);
-    cfg.inputs.push((workloads::INPUT.into(), Input::File(files.input.clone())));
-    cfg.outputs.push((workloads::OUTPUT.into(), Output::File(output.clone())));
-    let topology = workloads::topology(workload);
+    cfg.inputs.push((input_topic.into(), Input::File(input)));
+    cfg.outputs.push((output_topic.into(), Output::File(output.clone())));
     let started = Instant::now();
-    let summary = run_embedded(&topology, &cfg).map_err(|e| e.to_string())?;
+    let summary = run_embedded(topology, &cfg).map_err(|e| e.to_string())?;
     let wall = started.elapsed().as_secs_f64();
-    let checksum = workloads::checksum_of_output(workload, &output).map_err(|e| e.to_string())?;
-    let events = summary.records_in.get(workloads::INPUT).copied().unwrap_or(0);
+    let checksum = checksum(&output).map_err(|e| e.to_string())?;
+    let events = summary.records_in.get(input_topic).copied().unwrap_or(0);
     report(name, events, wall, checksum.rows, checksum.hex(), summary.late);
     Ok(())
 }
 
+/// A floor's input, buffered.
+fn open_lines(path: &std::path::Path) -> Result<std::io::BufReader<std::fs::File>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(std::io::BufReader::with_capacity(1 << 20, file))
+}
+
+fn engine(name: &str, workload: Workload, files: &Files) -> Result<(), String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let output = files.output.clone().unwrap_or_else(|| tmp.path().join("rows.jsonl"));
+    let state = files.state_dir.clone().unwrap_or_else(|| tmp.path().join("state"));
+    let input = (workloads::INPUT, files.input.clone());
+    let checksum = |path: &std::path::Path| workloads::checksum_of_output(workload, path);
+    run_engine(name, &workloads::topology(workload), input, (workloads::OUTPUT, output), state, checksum)
+}
+
 fn floor(name: &str, workload: Workload, files: &Files) -> Result<(), String> {
-    let file = std::fs::File::open(&files.input).map_err(|e| format!("{}: {e}", files.input.display()))?;
+    let lines = open_lines(&files.input)?;
     let started = Instant::now();
-    let r = workloads::floor_reader(workload, std::io::BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| e.to_string())?;
+    let r = workloads::floor_reader(workload, lines).map_err(|e| e.to_string())?;
     report(name, r.events, started.elapsed().as_secs_f64(), r.checksum.rows, r.checksum.hex(), r.late);
     Ok(())
 }
 
 fn nexmark_engine(args: &NexmarkArgs) -> Result<(), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let input = args.events_file(tmp.path())?;
-    let output = tmp.path().join("rows.jsonl");
+    let input = (nexmark::INPUT, args.events_file(tmp.path())?);
+    let output = (nexmark::OUTPUT, tmp.path().join("rows.jsonl"));
     let state = args.state_dir.clone().unwrap_or_else(|| tmp.path().join("state"));
     let name = format!("nexmark-{}", args.query.name());
-    let mut cfg = EmbeddedConfig::new(&format!("bench-{name}"), state);
-    cfg.inputs.push((nexmark::INPUT.into(), Input::File(input)));
-    cfg.outputs.push((nexmark::OUTPUT.into(), Output::File(output.clone())));
-    let topology = nexmark::topology(args.query);
-    let started = Instant::now();
-    let summary = run_embedded(&topology, &cfg).map_err(|e| e.to_string())?;
-    let wall = started.elapsed().as_secs_f64();
-    let checksum = nexmark::checksum_of_output(&output).map_err(|e| e.to_string())?;
-    let events = summary.records_in.get(nexmark::INPUT).copied().unwrap_or(0);
-    report(&name, events, wall, checksum.rows, checksum.hex(), summary.late);
-    Ok(())
+    run_engine(&name, &nexmark::topology(args.query), input, output, state, nexmark::checksum_of_output)
 }
 
 fn nexmark_floor(args: &NexmarkArgs) -> Result<(), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let input = args.events_file(tmp.path())?;
-    let file = std::fs::File::open(&input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let lines = open_lines(&args.events_file(tmp.path())?)?;
     let started = Instant::now();
-    let r = nexmark::floor_reader(args.query, std::io::BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| e.to_string())?;
+    let r = nexmark::floor_reader(args.query, lines).map_err(|e| e.to_string())?;
     let name = format!("floor-nexmark-{}", args.query.name());
     report(&name, r.events, started.elapsed().as_secs_f64(), r.checksum.rows, r.checksum.hex(), 0);
     Ok(())

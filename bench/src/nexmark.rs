@@ -353,18 +353,12 @@ pub struct FloorResult {
 }
 
 /// The floor of a query: one pass over the lines, rows straight into the checksum.
-pub fn floor_reader(query: Query, mut reader: impl std::io::BufRead) -> std::io::Result<FloorResult> {
+pub fn floor_reader(query: Query, reader: impl std::io::BufRead) -> std::io::Result<FloorResult> {
     let mut f = Floor::new(query);
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 0 {
-        if !line.trim().is_empty() {
-            match serde_json::from_str::<Event>(&line) {
-                Ok(e) => f.event(e),
-                Err(_) => f.out.bad += 1,
-            }
-        }
-        line.clear();
-    }
+    crate::workloads::for_each_line(reader, |line| match serde_json::from_str::<Event>(line) {
+        Ok(e) => f.event(e),
+        Err(_) => f.out.bad += 1,
+    })?;
     f.close_up_to(i64::MAX);
     Ok(f.out)
 }

@@ -189,14 +189,22 @@ struct SessionEventRef<'a> {
 /// The floor: one pass over the lines with the engine's window rules, as a tight single-threaded loop
 /// over hash maps (no allocation per event once a key is known), rows straight into the checksum; one
 /// line buffer, reused.
-pub fn floor_reader(workload: Workload, mut reader: impl std::io::BufRead) -> std::io::Result<FloorResult> {
+pub fn floor_reader(workload: Workload, reader: impl std::io::BufRead) -> std::io::Result<FloorResult> {
     let mut f = Floor::default();
+    for_each_line(reader, |line| f.line(workload, line))?;
+    Ok(f.finish(workload))
+}
+
+/// Calls `f` with each non-blank line, through one reused buffer (the floors' reading loop).
+pub fn for_each_line(mut reader: impl std::io::BufRead, mut f: impl FnMut(&str)) -> std::io::Result<()> {
     let mut line = String::new();
     while reader.read_line(&mut line)? > 0 {
-        f.line(workload, &line);
+        if !line.trim().is_empty() {
+            f(&line);
+        }
         line.clear();
     }
-    Ok(f.finish(workload))
+    Ok(())
 }
 
 /// A session's start, end and count.
@@ -218,9 +226,6 @@ struct Floor {
 
 impl Floor {
     fn line(&mut self, workload: Workload, line: &str) {
-        if line.trim().is_empty() {
-            return;
-        }
         match workload {
             Workload::E1 => match serde_json::from_str::<UserEventRef<'_>>(line) {
                 Ok(e) => {

@@ -148,7 +148,6 @@ fn stop_on_signals() -> std::io::Result<std::sync::Arc<std::sync::atomic::Atomic
     Ok(flag)
 }
 
-/// Log lines to stderr: `RUST_LOG` filters them (default: info for the runtime, warnings for the rest).
 /// Logs through tracing to stderr: human-readable on a terminal, one JSON object per line otherwise
 /// (for log collectors). `RUST_LOG` filters (default `warn,topology=info`). Secrets never reach a log
 /// line: Kafka properties are not logged, and Redis URLs only without their password.

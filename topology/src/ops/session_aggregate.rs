@@ -57,6 +57,10 @@ impl OpenSessions {
 
     fn remove(&mut self, key: &[u8], w: Window) {
         self.by_end.remove(&(w.end, key.to_vec(), w.start));
+        self.remove_from_key(key, w);
+    }
+
+    fn remove_from_key(&mut self, key: &[u8], w: Window) {
         if let Some(list) = self.by_key.get_mut(key) {
             list.retain(|x| *x != w);
             if list.is_empty() {
@@ -84,12 +88,7 @@ impl OpenSessions {
         }
         let (end, key, start) = self.by_end.pop_first()?;
         let w = Window { start, end };
-        if let Some(list) = self.by_key.get_mut(&key) {
-            list.retain(|x| *x != w);
-            if list.is_empty() {
-                self.by_key.remove(&key);
-            }
-        }
+        self.remove_from_key(&key, w);
         Some((key, w))
     }
 }

@@ -748,12 +748,7 @@ fn commit(
     summary.commits += 1;
     if let Some(m) = metrics {
         m.commit(started.elapsed().as_secs_f64(), true);
-        engine.observe(m);
-        m.observe_io(&summary.records_in, &summary.records_out);
-        m.set_tasks(engine.tasks.len(), 0);
-        if let Some((sink, _)) = redis.as_ref() {
-            m.observe_redis_outages(sink.metrics().outages);
-        }
+        super::observe_run(m, engine, summary, 0, redis.as_ref().map(|(sink, _)| sink));
     }
     Ok(())
 }

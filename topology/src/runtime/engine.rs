@@ -2,10 +2,11 @@
 //! routing of produced records to the tasks that read them. The test driver keeps every record; the
 //! embedded runtime sends the records of its output topics to an outbox and keeps none.
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::partitioner::partition_for;
 use crate::error::Error;
@@ -61,7 +62,7 @@ pub(crate) struct Engine {
     pub(crate) external: bool,
     /// Idle advance of every task, ms (see `Task::advance_wall_clock`).
     idle_advance: Option<i64>,
-    /// Processing times of sampled records, for the metrics (on once a runtime observes them).
+    /// Processing times of sampled records, for the metrics (on when a runtime serves them).
     latency: LatencySampler,
     /// An empty output buffer, swapped with a task's after it processes a record.
     spare_out: Vec<OutRecord>,
@@ -72,7 +73,7 @@ pub(crate) struct Engine {
 /// observation.
 #[derive(Default)]
 struct LatencySampler {
-    on: std::cell::Cell<bool>,
+    on: bool,
     countdown: u32,
     samples: std::cell::RefCell<Vec<f64>>,
 }
@@ -84,7 +85,7 @@ impl LatencySampler {
 
     /// Whether to time the next record.
     fn due(&mut self) -> bool {
-        if !self.on.get() {
+        if !self.on {
             return false;
         }
         if self.countdown == 0 {
@@ -283,16 +284,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Starts timing sampled records for the metrics.
-    pub(crate) fn sample_latency(&self) {
-        self.latency.on.set(true);
+    /// Starts timing sampled records for the metrics (the runtimes do when metrics are served).
+    pub(crate) fn sample_latency(&mut self) {
+        self.latency.on = true;
     }
 
     /// Folds the tasks' figures into `m` (at a commit): processed, late and dead-lettered records,
     /// each store's cache hits, misses and size, restored records, open tasks, stream-time lag, and
     /// the processing times sampled since the last call.
     pub(crate) fn observe(&self, m: &crate::metrics::AppMetrics) {
-        self.sample_latency();
         m.observe_process_seconds(&std::mem::take(&mut *self.latency.samples.borrow_mut()));
         let mut entries: BTreeMap<String, u64> = BTreeMap::new();
         let mut stream_time = i64::MIN;

@@ -663,13 +663,9 @@ impl Runner<'_> {
 
     /// Folds the run's figures into the metrics and says whether it is ready.
     fn observe(&self, m: &crate::metrics::AppMetrics) {
-        self.engine.observe(m);
-        m.observe_io(&self.summary.records_in, &self.summary.records_out);
-        m.set_tasks(self.engine.tasks.len(), self.restoring.len());
+        let redis = self.redis.as_ref().map(|(sink, _)| sink);
+        super::observe_run(m, &self.engine, &self.summary, self.restoring.len(), redis);
         m.set_ready(!self.assigned.is_empty() && self.restoring.is_empty());
-        if let Some((sink, _)) = self.redis.as_ref() {
-            m.observe_redis_outages(sink.metrics().outages);
-        }
     }
 
     /// At-least-once: every produced record must be acknowledged before offsets past its input commit.

@@ -11,6 +11,23 @@ mod partitioner;
 mod test_driver;
 
 /// Wall-clock time, epoch ms.
+/// Folds a run's figures into the metrics at a commit (both runtimes): the tasks' own, records in and
+/// out per topic, open and restoring tasks, Redis outages.
+pub(crate) fn observe_run(
+    m: &crate::metrics::AppMetrics,
+    engine: &engine::Engine,
+    summary: &RunSummary,
+    restoring: usize,
+    redis: Option<&crate::sink::redis::RedisSink>,
+) {
+    engine.observe(m);
+    m.observe_io(&summary.records_in, &summary.records_out);
+    m.set_tasks(engine.tasks.len(), restoring);
+    if let Some(sink) = redis {
+        m.observe_redis_outages(sink.metrics().outages);
+    }
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

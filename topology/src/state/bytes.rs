@@ -36,6 +36,13 @@ pub(crate) trait BytesStore {
         self.put(key, new)
     }
     fn delete(&mut self, key: &[u8]) -> Result<()>;
+    /// Calls `f` for every entry (for rewriting a changelog from the store, after a commit).
+    fn for_each(&mut self, f: &mut super::changelog::EntrySink<'_>) -> Result<()> {
+        for (k, v) in self.range(&[], None, None)? {
+            f(&k, &v)?;
+        }
+        Ok(())
+    }
     /// Entries with `lo <= key` and (if given) `key <= hi`, in key order.
     fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, time: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Drops time segments wholly before `t` (a no-op for key-value stores).

@@ -182,9 +182,13 @@ impl Caching {
             }
         }
         self.bytes += added;
+        self.keep_within_bound()
+    }
+
+    /// Over the byte bound: writes the dirty entries down, then forgets every (now clean) entry.
+    fn keep_within_bound(&mut self) -> Result<()> {
         if self.bytes > self.max_bytes {
             self.write_down()?;
-            // Still over: forget the clean entries.
             self.groups.clear();
             self.bytes = 0;
         }
@@ -275,12 +279,7 @@ impl BytesStore for Caching {
                     group.dirty.insert(key.to_vec());
                     self.dirty += 1;
                 }
-                if self.bytes > self.max_bytes {
-                    self.write_down()?;
-                    self.groups.clear();
-                    self.bytes = 0;
-                }
-                return Ok(());
+                return self.keep_within_bound();
             }
         }
         bump(&self.stats.cache_misses);
@@ -468,13 +467,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_key_written_and_deleted_between_flushes_never_reaches_the_store() {
+    /// A cache over a store holding one key, `k-old`, and the store's write counter.
+    fn cache_over_k_old() -> (Caching, Rc<Cell<u64>>) {
         let writes = Rc::new(Cell::new(0));
-        let stats = Rc::new(StoreStats::default());
         let mut below = Map(BTreeMap::new(), writes.clone());
         below.0.insert(b"k-old".to_vec(), b"1".to_vec());
-        let mut c = Caching::new(Box::new(below), 1 << 20, None, stats);
+        (Caching::new(Box::new(below), 1 << 20, None, Rc::new(StoreStats::default())), writes)
+    }
+
+    #[test]
+    fn a_key_written_and_deleted_between_flushes_never_reaches_the_store() {
+        let (mut c, writes) = cache_over_k_old();
         // As a session merge does: scan the key's range, then replace what it found with a new key.
         let mut current = b"k-old".to_vec();
         for i in 0..100u8 {
@@ -498,11 +501,7 @@ mod tests {
 
     #[test]
     fn a_key_put_as_new_and_deleted_before_a_flush_leaves_nothing_behind() {
-        let writes = Rc::new(Cell::new(0));
-        let stats = Rc::new(StoreStats::default());
-        let mut below = Map(BTreeMap::new(), writes.clone());
-        below.0.insert(b"k-old".to_vec(), b"1".to_vec());
-        let mut c = Caching::new(Box::new(below), 1 << 20, None, stats);
+        let (mut c, writes) = cache_over_k_old();
         // As the session index does: no range scan, the caller says the new key is stored nowhere.
         let mut current = b"k-old".to_vec();
         for i in 0..100u8 {

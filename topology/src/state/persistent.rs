@@ -78,6 +78,11 @@ impl Inner {
         let r = self.stack.borrow_mut().put(key, encode_value(v));
         self.ok(r)
     }
+    /// [`put`](Self::put) of a key stored nowhere yet (see `BytesStore::put_new`).
+    fn put_new<V: Data>(&self, key: &[u8], v: &V) {
+        let r = self.stack.borrow_mut().put_new(key, encode_value(v));
+        self.ok(r)
+    }
     /// Runs `f` on the encoded `key ++ suffix` without allocating.
     fn with_key<K: Data, R>(&self, key: &K, suffix: &[i64], f: impl FnOnce(&[u8]) -> R) -> R {
         self.buf.with(key, suffix, f)
@@ -268,13 +273,10 @@ impl<K: Data, V: Data> SessionStore<K, V> for PersistentSession<K, V> {
         out.into_iter().filter_map(|(k, w, v)| Some((decode_key(&k), w, self.0.value(&v)?))).collect()
     }
     fn put(&mut self, key: &K, window: Window, value: V) {
-        self.0.put(&self.0.encoded(key, &[window.end, window.start]), &value)
+        self.0.with_key(key, &[window.end, window.start], |k| self.0.put(k, &value))
     }
     fn put_new(&mut self, key: &K, window: Window, value: V) {
-        let inner = &self.0;
-        let r = inner
-            .with_key(key, &[window.end, window.start], |k| inner.stack.borrow_mut().put_new(k, encode_value(&value)));
-        inner.ok(r)
+        self.0.with_key(key, &[window.end, window.start], |k| self.0.put_new(k, &value))
     }
     fn remove(&mut self, key: &K, window: Window) {
         self.0.delete(&self.0.encoded(key, &[window.end, window.start]))

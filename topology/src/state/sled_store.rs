@@ -47,6 +47,9 @@ impl BytesStore for SledKv {
     fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, _: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         collect(&self.name, self.tree.range::<&[u8], _>(bounds(lo, hi)))
     }
+    fn for_each(&mut self, f: &mut EntrySink<'_>) -> Result<()> {
+        each(&self.name, &self.tree, f)
+    }
     fn expire_before(&mut self, _: i64) -> Result<()> {
         Ok(())
     }
@@ -69,20 +72,13 @@ impl BytesStore for SledKv {
     }
 }
 
-/// Calls `f` for every entry of `tree`, in key order, without collecting them.
+/// Calls `f` for every entry of `tree`, in key order, streamed (not collected).
 fn each(store: &str, tree: &sled::Tree, f: &mut EntrySink<'_>) -> Result<()> {
     for entry in tree.iter() {
         let (k, v) = entry.map_err(|e| sled_err(store, e))?;
         f(&k, &v)?;
     }
     Ok(())
-}
-
-impl SledKv {
-    /// Every entry, streamed (for rewriting a changelog from the store).
-    pub(crate) fn for_each(&self, f: &mut EntrySink<'_>) -> Result<()> {
-        each(&self.name, &self.tree, f)
-    }
 }
 
 /// Extracts the segment time from a composite key (window start, or session end).
@@ -109,14 +105,6 @@ impl SledSegmented {
             }
         }
         Ok(SledSegmented { name: name.to_string(), db: db.clone(), interval, time_of, segments })
-    }
-
-    /// Every entry of every live segment, streamed.
-    pub(crate) fn for_each(&self, f: &mut EntrySink<'_>) -> Result<()> {
-        for tree in self.segments.values() {
-            each(&self.name, tree, f)?;
-        }
-        Ok(())
     }
 
     fn segment(&mut self, key: &[u8]) -> Result<&sled::Tree> {
@@ -163,6 +151,12 @@ impl BytesStore for SledSegmented {
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
+    }
+    fn for_each(&mut self, f: &mut EntrySink<'_>) -> Result<()> {
+        for tree in self.segments.values() {
+            each(&self.name, tree, f)?;
+        }
+        Ok(())
     }
     fn expire_before(&mut self, t: i64) -> Result<()> {
         let keep_from = t.div_euclid(self.interval);

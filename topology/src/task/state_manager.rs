@@ -19,8 +19,8 @@ use std::time::Instant;
 use super::TaskId;
 use crate::error::{Error, Result};
 use crate::state::{
-    session_time, window_time, BytesStore, Caching, ChangeLogging, Changelog, EntriesFn, ErrorSlot, LogChangelog,
-    Metered, SharedChangelog, SledKv, SledSegmented, StateStore, StoreBuilder, StoreInstance, StoreKind, StoreStats,
+    session_time, window_time, BytesStore, Caching, ChangeLogging, Changelog, ErrorSlot, LogChangelog, Metered,
+    SharedChangelog, SledKv, SledSegmented, StateStore, StoreBuilder, StoreInstance, StoreKind, StoreStats,
 };
 
 /// Reads the time from a window or session store's key.
@@ -292,16 +292,19 @@ impl StateManager {
     /// The store's sled-backed byte store, and how to read a time from its keys (window and session
     /// stores).
     fn open_stack(&self, builder: &StoreBuilder) -> Result<(Box<dyn BytesStore>, Option<TimeOf>)> {
-        let name = &builder.name;
-        Ok(match builder.kind {
+        self.open_sled(&builder.name, builder.kind, builder.retention)
+    }
+
+    fn open_sled(&self, name: &str, kind: StoreKind, retention: i64) -> Result<(Box<dyn BytesStore>, Option<TimeOf>)> {
+        Ok(match kind {
             StoreKind::KeyValue => (Box::new(SledKv::open(&self.db, name)?), None),
             StoreKind::Window => {
                 let f: TimeOf = window_time;
-                (Box::new(SledSegmented::open(&self.db, name, builder.retention, f)?), Some(f))
+                (Box::new(SledSegmented::open(&self.db, name, retention, f)?), Some(f))
             }
             StoreKind::Session => {
                 let f: TimeOf = session_time;
-                (Box::new(SledSegmented::open(&self.db, name, builder.retention, f)?), Some(f))
+                (Box::new(SledSegmented::open(&self.db, name, retention, f)?), Some(f))
             }
         })
     }
@@ -466,10 +469,7 @@ impl StateManager {
                 before.offsets.remove(&self.changelogs[i].name);
             }
             write_atomically(&self.task_dir.join(CHECKPOINT), before.render().as_bytes())?;
-            for &i in &due {
-                let end = self.compact(i, stream_time)?;
-                offsets.insert(self.changelogs[i].name.clone(), end);
-            }
+            self.compact(&due, &mut offsets, stream_time)?;
         }
         let cp = Checkpoint { offsets, stream_time, clean };
         write_atomically(&self.task_dir.join(CHECKPOINT), cp.render().as_bytes())?;
@@ -501,35 +501,25 @@ impl StateManager {
             return Ok(false);
         }
         let mut offsets = cp.offsets.clone();
-        for i in due {
-            let end = self.compact(i, stream_time)?;
-            offsets.insert(self.changelogs[i].name.clone(), end);
-        }
+        self.compact(&due, &mut offsets, stream_time)?;
         let cp = Checkpoint { offsets, ..cp };
         write_atomically(&self.task_dir.join(CHECKPOINT), cp.render().as_bytes())?;
         self.checkpoint = Some(cp);
         Ok(true)
     }
 
-    /// Rewrites changelog `i` as the live contents of its store (flushed: this is a commit), stamped
-    /// with the stream time; returns its new end offset.
-    fn compact(&mut self, i: usize, stream_time: i64) -> Result<u64> {
-        let l = &self.changelogs[i];
-        let mut entries: Box<EntriesFn<'_>> = match l.kind {
-            StoreKind::KeyValue => {
-                let store = SledKv::open(&self.db, &l.name)?;
-                Box::new(move |sink| store.for_each(sink))
-            }
-            StoreKind::Window | StoreKind::Session => {
-                let time_of: TimeOf = if l.kind == StoreKind::Window { window_time } else { session_time };
-                let store = SledSegmented::open(&self.db, &l.name, l.retention, time_of)?;
-                Box::new(move |sink| store.for_each(sink))
-            }
-        };
-        let end = l.log.borrow_mut().compact(&mut *entries, stream_time)?;
-        tracing::debug!(task = %self.task, store = %l.name, records = end, "changelog compacted");
-        self.changelogs[i].compacted_len = end;
-        Ok(end)
+    /// Rewrites the changelogs `due` as the live contents of their stores (flushed: this is a commit),
+    /// stamped with the stream time; their new end offsets go into `offsets`.
+    fn compact(&mut self, due: &[usize], offsets: &mut BTreeMap<String, u64>, stream_time: i64) -> Result<()> {
+        for &i in due {
+            let l = &self.changelogs[i];
+            let (mut store, _) = self.open_sled(&l.name, l.kind, l.retention)?;
+            let end = l.log.borrow_mut().compact(&mut |sink| store.for_each(sink), stream_time)?;
+            tracing::debug!(task = %self.task, store = %l.name, records = end, "changelog compacted");
+            offsets.insert(l.name.clone(), end);
+            self.changelogs[i].compacted_len = end;
+        }
+        Ok(())
     }
 
     /// The text of the checkpoint written by the last commit, if any.
