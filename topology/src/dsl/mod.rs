@@ -137,11 +137,13 @@ impl Inner {
     ) -> usize {
         let name = self.node_name(name, "KSTREAM-SINK");
         let t = topic.clone();
+        let repartition = topic.internal;
         let factory: Factory = Arc::new(move |b| {
             let sink = crate::ops::sink::Sink {
                 topic: b.resolve(&t).into(),
                 key_serde: key_serde.clone(),
                 value_serde: value_serde.clone(),
+                repartition,
             };
             Ok(vec![crate::graph::input::<K, V>(Rc::new(RefCell::new(sink)))])
         });

@@ -10,11 +10,16 @@ pub(crate) struct Sink<K, V> {
     pub(crate) topic: Arc<str>,
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
+    /// A repartition sink: may hand typed records over (see `TaskCtx::typed_handover`).
+    pub(crate) repartition: bool,
 }
 
 impl<K: 'static, V: 'static> Downstream<K, V> for Sink<K, V> {
     fn push(&mut self, ctx: &mut TaskCtx, r: Record<K, V>) {
         let key = self.key_serde.serialize(&r.key);
+        if self.repartition && ctx.typed_handover {
+            return ctx.hand_over(&self.topic, key, r);
+        }
         let value = self.value_serde.serialize(&r.value);
         ctx.send(&self.topic, key, value, r.timestamp, r.headers);
     }

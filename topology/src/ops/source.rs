@@ -40,6 +40,13 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
         Ok(())
     }
 
+    fn enqueue_typed(&mut self, meta: RecordMetadata, record: Box<dyn std::any::Any>) {
+        let record = record.downcast::<Record<K, V>>().unwrap_or_else(|_| {
+            panic!("a record handed over to `{}` has another type than its source reads", meta.topic)
+        });
+        self.queue.push_back((*record, meta));
+    }
+
     fn head_timestamp(&self) -> Option<i64> {
         self.queue.front().map(|(r, _)| r.timestamp)
     }

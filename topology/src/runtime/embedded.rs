@@ -25,10 +25,12 @@
 //! so outputs can be replayed as inputs. Output topics without a file go to
 //! `<state-dir>/<application-id>/topics/<topic>.jsonl`: nothing is dropped.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -273,6 +275,12 @@ struct Source {
     resumable: bool,
     eof: bool,
     line: u64,
+    /// A global table's topic (loaded before, and apart from, the streams).
+    global: bool,
+    /// Non-blank lines read this run (the summary's `records_in`).
+    records: u64,
+    /// Its records buffered in the engine's tasks.
+    queued: Rc<Cell<usize>>,
 }
 
 fn json_or_text(bytes: &[u8]) -> serde_json::Value {
@@ -394,6 +402,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         lazy_tasks: false,
     };
     let mut engine = Engine::new(topology, engine_config)?;
+    engine.hand_over_repartitions();
     let live = config.inputs.iter().any(|(_, i)| matches!(i, Input::Stdin));
     if config.idle_advance.is_some() && !live {
         tracing::info!("idle advance is off: every input is a file (replay time comes from the records)");
@@ -428,7 +437,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
             std::fs::create_dir_all(app_dir.join("topics"))?;
             files.push((topic.clone(), app_dir.join("topics").join(format!("{topic}.jsonl"))));
         }
-        engine.sinks.insert(topic.clone());
+        engine.add_sink(topic);
     }
     let mut writers: HashMap<String, Sink> = HashMap::new();
     for (topic, path) in files {
@@ -467,10 +476,20 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
             }
             Input::Stdin => (Lines::stdin(), 0, false),
         };
-        sources.push(Source { topic: topic.clone(), reader, position, resumable, eof: false, line: 0 });
+        let global = engine.global_topics.contains(topic);
+        let queued = engine.queued(topic);
+        sources.push(Source {
+            queued,
+            topic: topic.clone(),
+            reader,
+            position,
+            resumable,
+            eof: false,
+            line: 0,
+            global,
+            records: 0,
+        });
     }
-    // Global tables are loaded completely before any stream record is processed.
-    let global = engine.global_topics.clone();
     let mut summary = RunSummary::default();
     let mut last_commit = Instant::now();
     let mut last_committed = consumed;
@@ -505,6 +524,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     let mut unflushed = false;
     let mut last_output_flush = Instant::now();
     let mut last_wall_clock = Instant::now();
+    let mut steps_since_clock = 0u32;
     if let Some(m) = &config.metrics {
         m.set_tasks(engine.tasks.len(), 0);
         m.set_ready(true);
@@ -517,7 +537,10 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         }
         let mut any = false;
         for s in sources.iter_mut() {
-            while !s.eof && (global.contains(&s.topic) || engine.buffered(&s.topic) == 0) {
+            // Global tables are loaded completely before any stream record is processed; a stream
+            // reads its next record once its previous one was taken, so every step sees the head of
+            // each input and processes the lowest timestamp first.
+            while !s.eof && (s.global || s.queued.get() == 0) {
                 let n = match s.reader.next(&mut line)? {
                     Next::Line(n) => n,
                     Next::Pending => break,
@@ -528,7 +551,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                 };
                 s.position += n as u64;
                 s.line += 1;
-                if !global.contains(&s.topic) {
+                if !s.global {
                     consumed += 1;
                 }
                 read_this_run += 1;
@@ -539,7 +562,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                 if text.is_empty() {
                     continue;
                 }
-                *summary.records_in.entry(s.topic.clone()).or_default() += 1;
+                s.records += 1;
                 let raw = match config.input_format {
                     InputFormat::Wire => Ok(RawRecord {
                         key: None,
@@ -565,31 +588,43 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                         summary.dead_lettered += 1;
                     }
                 }
-                if global.contains(&s.topic) {
+                if s.global {
                     engine.run()?;
                 }
             }
-            any |= !s.eof || engine.buffered(&s.topic) > 0;
+            any |= !s.eof || s.queued.get() > 0;
         }
         let progressed = engine.step_lowest()?;
         let wrote = write_outbox(&mut engine, &mut writers, &mut summary, &mut redis)?;
         unflushed |= wrote;
+        // Exactly-once commits at every multiple of its record count (so a replay commits at the same
+        // points).
+        if config.exactly_once
+            && consumed > 0
+            && consumed.is_multiple_of(config.commit_every_records.max(1))
+            && consumed != last_committed
+        {
+            commit_now!()?;
+            last_commit = Instant::now();
+            last_committed = consumed;
+        }
+        // One clock read serves the timers below: at every pause, else every few steps (a clock read
+        // per record is a visible cost).
+        steps_since_clock += 1;
+        if progressed && steps_since_clock < CLOCK_EVERY_STEPS {
+            continue;
+        }
+        steps_since_clock = 0;
+        let now = Instant::now();
         // At-least-once: outputs become visible as soon as input pauses (or every millisecond under
         // load), not only at commits, so latency does not depend on the commit interval. (Exactly-once
         // shows outputs at commits only.)
-        // One clock read per step serves every timer below.
-        let now = Instant::now();
         if unflushed && !config.exactly_once && (!progressed || now.duration_since(last_output_flush) >= OUTPUT_FLUSH) {
             flush_outputs(&mut writers, &mut redis)?;
             unflushed = false;
             last_output_flush = now;
         }
-        let due = if config.exactly_once {
-            consumed > 0 && consumed.is_multiple_of(config.commit_every_records.max(1)) && consumed != last_committed
-        } else {
-            now.duration_since(last_commit) >= config.commit_interval
-        };
-        if due {
+        if !config.exactly_once && now.duration_since(last_commit) >= config.commit_interval {
             commit_now!()?;
             last_commit = Instant::now();
             last_committed = consumed;
@@ -646,6 +681,8 @@ struct CommitRecord {
 
 /// How often buffered outputs are flushed while input keeps coming (at-least-once).
 const OUTPUT_FLUSH: Duration = Duration::from_millis(1);
+/// Steps of the run loop between two clock reads while records keep coming.
+const CLOCK_EVERY_STEPS: u32 = 32;
 /// How often wall-clock time (punctuations, idle advance) moves on.
 const WALL_CLOCK_TICK: Duration = Duration::from_millis(100);
 
@@ -708,6 +745,9 @@ fn commit(
     metrics: Option<&crate::metrics::AppMetrics>,
 ) -> Result<()> {
     let started = Instant::now();
+    for s in sources {
+        summary.records_in.insert(s.topic.clone(), s.records);
+    }
     // Records already read must be in the state before positions past them are committed.
     engine.run()?;
     engine.commit()?;

@@ -3,6 +3,7 @@
 //! embedded runtime sends the records of its output topics to an outbox and keeps none.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
@@ -12,7 +13,7 @@ use super::partitioner::partition_for;
 use crate::error::Error;
 use crate::record::RawRecord;
 use crate::state::StoreBuilder;
-use crate::task::{OutRecord, RestoreStats, StateConfig, StateManager, Task, TaskCtx, TaskId};
+use crate::task::{Handover, OutRecord, RestoreStats, StateConfig, StateManager, Task, TaskCtx, TaskId};
 use crate::topology::Topology;
 
 /// How to build an [`Engine`].
@@ -36,6 +37,44 @@ pub(crate) struct Log {
     pub(crate) written: u64,
 }
 
+/// Where the records of one topic go, resolved from the engine's topic maps the first time the topic
+/// is written or delivered (one lookup per record instead of one per map).
+struct Route {
+    partitions: u32,
+    /// Its records leave the engine through the outbox (a sink topic, or every topic when external).
+    leaves: bool,
+    /// The global task reads it.
+    global: bool,
+    /// The sub-topologies whose tasks read it.
+    readers: Vec<usize>,
+    /// Its records buffered in tasks, not processed yet (the tasks count them).
+    queued: Rc<Cell<usize>>,
+    /// The topic's in-process log (unused when its records leave).
+    log: Log,
+}
+
+impl Route {
+    /// The partition (given, else by key, else round robin) and offset of the next record appended.
+    fn place(&mut self, partition: Option<u32>, key: Option<&[u8]>) -> (u32, u64) {
+        let n = self.partitions;
+        let log = &mut self.log;
+        log.next_offset.resize(n as usize, 0);
+        let p = match (partition, key) {
+            (Some(p), _) => p % n,
+            (None, Some(_)) if n == 1 => 0,
+            (None, Some(k)) => partition_for(k, n),
+            (None, None) => {
+                log.round_robin = (log.round_robin + 1) % n;
+                log.round_robin
+            }
+        };
+        let offset = log.next_offset[p as usize];
+        log.next_offset[p as usize] += 1;
+        log.written += 1;
+        (p, offset)
+    }
+}
+
 pub(crate) struct Engine {
     topology: Topology,
     state: Option<StateConfig>,
@@ -48,24 +87,29 @@ pub(crate) struct Engine {
     pub(crate) global: Option<Task>,
     pub(crate) global_topics: FxHashSet<String>,
     pub(crate) consumers: FxHashMap<String, Vec<usize>>,
-    pub(crate) logs: FxHashMap<String, Log>,
+    /// Per topic written or delivered so far: where its records go, and its log (an index into
+    /// `route_list`, so a record costs one lookup).
+    routes: FxHashMap<String, usize>,
+    route_list: Vec<Route>,
     /// How far output topics have been read, per topic (shared by every handle, like Kafka's driver).
     pub(crate) read: HashMap<String, usize>,
     pub(crate) wall_clock: i64,
     pub(crate) keep_records: bool,
     /// Topics whose records leave the engine (to files, stdout, a broker) instead of a log.
-    pub(crate) sinks: FxHashSet<String>,
+    sinks: FxHashSet<String>,
     /// Records written to `sinks`, in order, until the runtime takes them.
     pub(crate) outbox: Vec<(String, RawRecord)>,
     /// Every record written goes to the outbox (the Kafka runtime produces them all to the cluster,
     /// repartition topics included, and reads them back through its consumer).
-    pub(crate) external: bool,
+    external: bool,
     /// Idle advance of every task, ms (see `Task::advance_wall_clock`).
     idle_advance: Option<i64>,
     /// Processing times of sampled records, for the metrics (on when a runtime serves them).
     latency: LatencySampler,
     /// An empty output buffer, swapped with a task's after it processes a record.
     spare_out: Vec<OutRecord>,
+    /// Repartition sinks hand typed records over (see `hand_over_repartitions`).
+    typed_handover: bool,
 }
 
 /// Times one record in [`LatencySampler::EVERY`] through its task (processing and routing its
@@ -109,34 +153,59 @@ impl Engine {
         self.partitions.get(topic).copied().unwrap_or(self.default_partitions)
     }
 
+    /// Records written to `topic` leave the engine (see `outbox`).
+    pub(crate) fn add_sink(&mut self, topic: &str) {
+        self.sinks.insert(topic.to_string());
+        if let Some(&i) = self.routes.get(topic) {
+            self.route_list[i].leaves = true;
+        }
+    }
+
+    /// Every record written leaves the engine (see `external`).
+    pub(crate) fn set_external(&mut self) {
+        self.external = true;
+        for r in &mut self.route_list {
+            r.leaves = true;
+        }
+    }
+
+    /// The in-process log of `topic`, if anything was appended to it.
+    pub(crate) fn log(&self, topic: &str) -> Option<&Log> {
+        self.routes.get(topic).map(|&i| &self.route_list[i].log)
+    }
+
+    /// The route of `topic` (its index in `route_list`), resolved on first use.
+    fn route_of(&mut self, topic: &str) -> usize {
+        if let Some(&i) = self.routes.get(topic) {
+            return i;
+        }
+        let route = Route {
+            partitions: self.partition_count(topic),
+            leaves: self.external || self.sinks.contains(topic),
+            global: self.global_topics.contains(topic),
+            readers: self.consumers.get(topic).cloned().unwrap_or_default(),
+            queued: Rc::default(),
+            log: Log::default(),
+        };
+        self.route_list.push(route);
+        self.routes.insert(topic.to_string(), self.route_list.len() - 1);
+        self.route_list.len() - 1
+    }
+
     /// Appends to a topic and hands the record to the tasks that read that partition.
     pub(crate) fn append(&mut self, topic: &str, partition: Option<u32>, raw: RawRecord) -> Result<(), Error> {
-        if self.external || self.sinks.contains(topic) {
+        let i = self.route_of(topic);
+        let route = &mut self.route_list[i];
+        if route.leaves {
             self.outbox.push((topic.to_string(), raw));
             return Ok(());
         }
-        let n = self.partition_count(topic);
-        if !self.logs.contains_key(topic) {
-            self.logs.insert(topic.to_string(), Log::default());
-        }
-        let log = self.logs.get_mut(topic).expect("just inserted");
-        log.next_offset.resize(n as usize, 0);
-        let p = match (partition, &raw.key) {
-            (Some(p), _) => p % n,
-            (None, Some(_)) if n == 1 => 0,
-            (None, Some(k)) => partition_for(k, n),
-            (None, None) => {
-                log.round_robin = (log.round_robin + 1) % n;
-                log.round_robin
-            }
-        };
-        let offset = log.next_offset[p as usize];
-        log.next_offset[p as usize] += 1;
-        log.written += 1;
+        let (p, offset) = route.place(partition, raw.key.as_deref());
+        let log = &mut route.log;
         if self.keep_records {
             log.records.push((p, offset, raw.clone()));
         }
-        self.deliver(topic, p, offset, raw)
+        self.deliver_routed(i, topic, p, offset, raw)
     }
 
     pub(crate) fn route(&mut self, mut out: Vec<OutRecord>) -> Result<(), Error> {
@@ -146,10 +215,40 @@ impl Engine {
     /// Routes and empties `out` (its capacity stays for reuse).
     fn route_drain(&mut self, out: &mut Vec<OutRecord>) -> Result<(), Error> {
         for o in out.drain(..) {
+            if let Some(typed) = o.typed {
+                self.hand_over(&o.topic, o.key.as_deref(), typed);
+                continue;
+            }
             let raw = RawRecord { key: o.key, value: o.value, timestamp: o.timestamp, headers: o.headers };
             self.append(&o.topic, None, raw)?;
         }
         Ok(())
+    }
+
+    /// Lets repartition sinks hand typed records to the tasks that read them (see
+    /// `TaskCtx::typed_handover`): for a runtime whose repartition topics stay in this process. Not
+    /// when every topic leaves (Kafka) or records are kept to be read back as bytes (test driver).
+    pub(crate) fn hand_over_repartitions(&mut self) {
+        let on = !self.external && !self.keep_records;
+        self.typed_handover = on;
+        for task in self.tasks.values_mut() {
+            task.ctx.typed_handover = on;
+        }
+    }
+
+    /// Appends a typed record to an in-process repartition topic: placed by its key like any record,
+    /// handed to the one task that reads that partition.
+    fn hand_over(&mut self, topic: &str, key: Option<&[u8]>, record: Handover) {
+        let i = self.route_of(topic);
+        let route = &mut self.route_list[i];
+        assert!(
+            !route.leaves && !route.global && route.readers.len() == 1,
+            "records are handed over only on repartition topics in this process (`{topic}`)"
+        );
+        let (p, offset) = route.place(None, key);
+        let id = TaskId { subtopology: route.readers[0], partition: p };
+        let task = self.tasks.get_mut(&id).expect("every task is open where records are handed over");
+        task.enqueue_typed(topic, p, offset, record);
     }
 
     /// Processes until no task has buffered input.
@@ -241,7 +340,8 @@ impl Engine {
             global,
             global_topics,
             consumers,
-            logs: FxHashMap::default(),
+            routes: FxHashMap::default(),
+            route_list: Vec::new(),
             read: HashMap::new(),
             wall_clock,
             application_id,
@@ -252,6 +352,7 @@ impl Engine {
             idle_advance: None,
             latency: LatencySampler::default(),
             spare_out: Vec::new(),
+            typed_handover: false,
         };
         if !lazy_tasks {
             for &id in &plan.tasks {
@@ -280,6 +381,12 @@ impl Engine {
         let nodes = &self.topology.subtopologies[id.subtopology];
         let mut task = Task::compile(&self.topology.graph, nodes, id, ctx, &self.shared, manager)?;
         task.idle_advance = self.idle_advance;
+        task.ctx.typed_handover = self.typed_handover;
+        let topics: Vec<String> = task.source_topics().map(str::to_string).collect();
+        for t in topics {
+            let i = self.route_of(&t);
+            task.share_queued(&t, &self.route_list[i].queued);
+        }
         self.tasks.insert(id, task);
         Ok(())
     }
@@ -383,29 +490,46 @@ impl Engine {
     /// Hands a record at `offset` of `topic`/`partition` (appended here, or read from a cluster) to the
     /// global task if it reads the topic and to the open tasks reading that partition.
     pub(crate) fn deliver(&mut self, topic: &str, partition: u32, offset: u64, raw: RawRecord) -> Result<(), Error> {
-        let mut targets: Vec<&mut Task> = Vec::new();
-        if self.global_topics.contains(topic) {
-            targets.extend(self.global.as_mut());
-        }
-        if let Some(subs) = self.consumers.get(topic) {
-            for (id, task) in self.tasks.iter_mut() {
-                if id.partition == partition && subs.contains(&id.subtopology) {
-                    targets.push(task);
-                }
-            }
-        }
-        if let Some((last, rest)) = targets.split_last_mut() {
-            for task in rest {
-                task.enqueue(topic, partition, offset, raw.clone())?;
-            }
-            last.enqueue(topic, partition, offset, raw)?;
-        }
-        Ok(())
+        let i = self.route_of(topic);
+        self.deliver_routed(i, topic, partition, offset, raw)
     }
 
-    /// Records buffered for input `topic` over all tasks.
-    pub(crate) fn buffered(&self, topic: &str) -> usize {
-        self.tasks.values().chain(self.global.as_ref()).map(|t| t.buffered(topic)).sum()
+    /// [`deliver`](Self::deliver) through route `i`.
+    fn deliver_routed(
+        &mut self,
+        i: usize,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        raw: RawRecord,
+    ) -> Result<(), Error> {
+        let route = &self.route_list[i];
+        let tasks = &mut self.tasks;
+        let id = |s: usize| TaskId { subtopology: s, partition };
+        // Every target but the last gets a copy.
+        let last = route.readers.iter().rposition(|&s| tasks.contains_key(&id(s)));
+        if route.global {
+            if let Some(g) = self.global.as_mut() {
+                if last.is_none() {
+                    return g.enqueue(topic, partition, offset, raw);
+                }
+                g.enqueue(topic, partition, offset, raw.clone())?;
+            }
+        }
+        let Some(last) = last else { return Ok(()) };
+        for &s in &route.readers[..last] {
+            if let Some(task) = tasks.get_mut(&id(s)) {
+                task.enqueue(topic, partition, offset, raw.clone())?;
+            }
+        }
+        tasks.get_mut(&id(route.readers[last])).expect("present").enqueue(topic, partition, offset, raw)
+    }
+
+    /// How many records of `topic` are buffered in tasks, not processed yet: a counter the tasks keep
+    /// (read it without a lookup per record).
+    pub(crate) fn queued(&mut self, topic: &str) -> Rc<Cell<usize>> {
+        let i = self.route_of(topic);
+        self.route_list[i].queued.clone()
     }
 
     /// Processes one record: the lowest-timestamp head over every task (global tables first), so records

@@ -361,7 +361,7 @@ pub fn run_kafka(topology: &Topology, config: &KafkaConfig) -> Result<RunSummary
     if config.metrics.is_some() {
         engine.sample_latency();
     }
-    engine.external = true;
+    engine.set_external();
     engine.set_idle_advance(config.idle_advance);
     if !engine.global_topics.is_empty() {
         return Err(kafka_error(

@@ -219,7 +219,7 @@ impl TestDriver {
 
     /// How many records were written to `topic` (a resolved name), kept or not.
     pub fn records_written(&self, topic: &str) -> u64 {
-        self.state.borrow().logs.get(topic).map_or(0, |l| l.written)
+        self.state.borrow().log(topic).map_or(0, |l| l.written)
     }
 
     /// Number of tasks (sub-topologies × partitions).
@@ -260,8 +260,7 @@ impl TestDriver {
     /// Everything written to the dead-letter topic `topic` (default `<app>-dlq`).
     pub fn dead_letters(&self, topic: &str) -> Vec<DeadLetter> {
         let s = self.state.borrow();
-        s.logs
-            .get(topic)
+        s.log(topic)
             .map(|l| {
                 l.records
                     .iter()
@@ -274,7 +273,7 @@ impl TestDriver {
     /// Every (partition, record) appended to `topic` so far, in order.
     pub fn topic_records(&self, topic: &str) -> Vec<(u32, RawRecord)> {
         let s = self.state.borrow();
-        s.logs.get(topic).map(|l| l.records.iter().map(|(p, _, r)| (*p, r.clone())).collect()).unwrap_or_default()
+        s.log(topic).map(|l| l.records.iter().map(|(p, _, r)| (*p, r.clone())).collect()).unwrap_or_default()
     }
 
     /// `key`'s value in key-value store `store` (whichever task owns it).
@@ -450,16 +449,17 @@ impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
     pub fn read_record(&self) -> Option<TestRecord<K, V>> {
         let mut guard = self.state.borrow_mut();
         let s = &mut *guard;
-        let cursor = s.read.entry(self.topic.clone()).or_default();
-        let (p, _, raw) = s.logs.get(&self.topic)?.records.get(*cursor)?;
-        *cursor += 1;
+        let cursor = s.read.get(&self.topic).copied().unwrap_or_default();
+        let (p, _, raw) = s.log(&self.topic)?.records.get(cursor)?;
+        let (p, raw) = (*p, raw.clone());
+        s.read.insert(self.topic.clone(), cursor + 1);
         let key =
             self.key_serde.deserialize(raw.key.as_deref()).unwrap_or_else(|e| panic!("key on {}: {e}", self.topic));
         let value = self
             .value_serde
             .deserialize(raw.value.as_deref())
             .unwrap_or_else(|e| panic!("value on {}: {e}", self.topic));
-        Some(TestRecord { key, value, timestamp: raw.timestamp, partition: *p, headers: raw.headers.clone() })
+        Some(TestRecord { key, value, timestamp: raw.timestamp, partition: p, headers: raw.headers })
     }
 
     /// Every unread record.
@@ -481,6 +481,6 @@ impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
     pub fn is_empty(&self) -> bool {
         let s = self.state.borrow();
         let cursor = s.read.get(&self.topic).copied().unwrap_or(0);
-        s.logs.get(&self.topic).is_none_or(|l| l.records.len() <= cursor)
+        s.log(&self.topic).is_none_or(|l| l.records.len() <= cursor)
     }
 }

@@ -1,6 +1,7 @@
 //! What operators see of their task while processing: time, the current record's origin, the record
 //! collector, metrics, and the late-record and dead-letter handlers.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -12,13 +13,24 @@ use crate::error::{DecodeError, Error};
 use crate::record::{Headers, RawRecord, Record, RecordMetadata};
 
 /// A record produced by a task, before the runtime picks its partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct OutRecord {
     pub(crate) topic: Arc<str>,
     pub(crate) key: Option<Vec<u8>>,
     pub(crate) value: Option<Vec<u8>>,
     pub(crate) timestamp: i64,
     pub(crate) headers: Headers,
+    /// The typed record itself, instead of its value bytes (see [`TaskCtx::typed_handover`]).
+    pub(crate) typed: Option<Handover>,
+}
+
+/// A typed `Record<K, V>` passed to the task that reads it in the same process, as is.
+pub(crate) struct Handover(pub(crate) Box<dyn Any>);
+
+impl std::fmt::Debug for Handover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handover(..)")
+    }
 }
 
 /// Counters of one task.
@@ -43,6 +55,10 @@ pub(crate) struct TaskCtx {
     pub(crate) metrics: TaskMetrics,
     pub(crate) late: LateRecords,
     pub(crate) deserialization: DeserializationPolicy,
+    /// Repartition sinks hand their typed records to the reading task instead of encoding them: set
+    /// by a runtime whose repartition topics are in-process logs read by one task each (embedded).
+    /// The key is still encoded (it picks the partition); the value is never encoded or decoded.
+    pub(crate) typed_handover: bool,
     dlq_topic: Arc<str>,
     late_topic: Option<Arc<str>>,
 }
@@ -67,6 +83,7 @@ impl TaskCtx {
             metrics: TaskMetrics::default(),
             late,
             deserialization,
+            typed_handover: false,
             dlq_topic,
             late_topic,
         }
@@ -80,7 +97,24 @@ impl TaskCtx {
         ts: i64,
         headers: Headers,
     ) {
-        self.out.push(OutRecord { topic: topic.clone(), key, value, timestamp: ts, headers });
+        self.out.push(OutRecord { topic: topic.clone(), key, value, timestamp: ts, headers, typed: None });
+    }
+
+    /// Sends `record` to `topic` as is (see `typed_handover`); `key` picks the partition.
+    pub(crate) fn hand_over<K: 'static, V: 'static>(
+        &mut self,
+        topic: &Arc<str>,
+        key: Option<Vec<u8>>,
+        record: Record<K, V>,
+    ) {
+        self.out.push(OutRecord {
+            topic: topic.clone(),
+            key,
+            value: None,
+            timestamp: record.timestamp,
+            headers: Headers::default(),
+            typed: Some(Handover(Box::new(record))),
+        });
     }
 
     /// Counts a late record against `node` and routes it to the late-records output.

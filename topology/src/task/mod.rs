@@ -14,13 +14,13 @@ mod handlers;
 mod state_manager;
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
 pub use context::TaskMetrics;
-pub(crate) use context::{OutRecord, TaskCtx};
+pub(crate) use context::{Handover, OutRecord, TaskCtx};
 pub use handlers::{DeadLetter, DeserializationPolicy, LateRecord, LateRecords};
 pub(crate) use state_manager::{write_atomically, StateManager};
 pub use state_manager::{ChangelogFactory, RestoreStats, StateConfig};
@@ -82,6 +82,8 @@ pub(crate) trait Punctuator {
 pub(crate) trait SourceNode {
     /// Decodes and buffers; a record that cannot be decoded goes to the dead-letter handler.
     fn enqueue(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, raw: RawRecord) -> crate::Result<()>;
+    /// Buffers a typed `Record<K, V>` handed over in-process (see `TaskCtx::typed_handover`).
+    fn enqueue_typed(&mut self, meta: RecordMetadata, record: Box<dyn Any>);
     /// Timestamp of the next buffered record.
     fn head_timestamp(&self) -> Option<i64>;
     /// Processes the next buffered record.
@@ -105,11 +107,27 @@ impl std::fmt::Display for TaskId {
     }
 }
 
+/// A source node of a task, with the topic it reads.
+struct TaskSource {
+    topic: Arc<str>,
+    node: Box<dyn SourceNode>,
+    /// Records buffered for `topic`, counted over every task that reads it (shared through the
+    /// engine, see [`Task::share_queued`]), so a runtime asks whether an input was taken in O(1).
+    queued: Rc<Cell<usize>>,
+}
+
+impl Drop for TaskSource {
+    /// A task that goes away takes its buffered records out of the count.
+    fn drop(&mut self) {
+        self.queued.set(self.queued.get() - self.node.buffered());
+    }
+}
+
 /// A compiled task.
 pub(crate) struct Task {
     pub(crate) id: TaskId,
     pub(crate) ctx: TaskCtx,
-    sources: Vec<(Arc<str>, Box<dyn SourceNode>)>,
+    sources: Vec<TaskSource>,
     punctuators: Vec<Rc<RefCell<dyn Punctuator>>>,
     pub(crate) stores: Vec<Rc<RefCell<dyn StateStore>>>,
     pub(crate) store_handles: HashMap<String, Rc<dyn Any>>,
@@ -184,7 +202,10 @@ impl Task {
             }
         }
         sources.sort_by(|a, b| a.0.cmp(&b.0));
-        let sources = sources.into_iter().map(|(t, s)| (Arc::from(t), s)).collect();
+        let sources = sources
+            .into_iter()
+            .map(|(t, node)| TaskSource { topic: Arc::from(t), node, queued: Rc::default() })
+            .collect();
         Ok(Task {
             id,
             ctx,
@@ -201,7 +222,16 @@ impl Task {
 
     /// The resolved topics this task reads.
     pub(crate) fn source_topics(&self) -> impl Iterator<Item = &str> {
-        self.sources.iter().map(|(t, _)| &**t)
+        self.sources.iter().map(|s| &*s.topic)
+    }
+
+    /// Counts this task's buffered records of `topic` in `queued` (shared by the tasks reading it).
+    pub(crate) fn share_queued(&mut self, topic: &str, queued: &Rc<Cell<usize>>) {
+        for s in self.sources.iter_mut().filter(|s| &*s.topic == topic) {
+            queued.set(queued.get() + s.node.buffered());
+            s.queued.set(s.queued.get() - s.node.buffered());
+            s.queued = queued.clone();
+        }
     }
 
     /// Decodes and buffers one record of `topic`.
@@ -209,23 +239,39 @@ impl Task {
         let src = self
             .sources
             .iter_mut()
-            .find(|(t, _)| &**t == topic)
+            .find(|s| &*s.topic == topic)
             .unwrap_or_else(|| panic!("task {} does not read topic `{topic}`", self.id));
-        let meta = RecordMetadata { topic: src.0.clone(), partition, offset };
-        src.1.enqueue(&mut self.ctx, meta, raw)
+        let meta = RecordMetadata { topic: src.topic.clone(), partition, offset };
+        let before = src.node.buffered();
+        let queued = src.node.enqueue(&mut self.ctx, meta, raw);
+        // Not counted when dead-lettered.
+        src.queued.set(src.queued.get() + src.node.buffered() - before);
+        queued
+    }
+
+    /// Buffers a typed record of `topic` handed over by a task of the same process.
+    pub(crate) fn enqueue_typed(&mut self, topic: &str, partition: u32, offset: u64, record: Handover) {
+        let src = self
+            .sources
+            .iter_mut()
+            .find(|s| &*s.topic == topic)
+            .unwrap_or_else(|| panic!("task {} does not read topic `{topic}`", self.id));
+        let meta = RecordMetadata { topic: src.topic.clone(), partition, offset };
+        src.node.enqueue_typed(meta, record.0);
+        src.queued.set(src.queued.get() + 1);
     }
 
     /// The timestamp of the record `process_one` would process next.
     pub(crate) fn head_timestamp(&self) -> Option<i64> {
-        self.sources.iter().filter_map(|(_, s)| s.head_timestamp()).min()
+        self.sources.iter().filter_map(|s| s.node.head_timestamp()).min()
     }
 
     /// Processes the buffered record with the lowest timestamp (ties: first source); false when idle.
     /// A store failure during processing stops the task with that error.
     pub(crate) fn process_one(&mut self) -> crate::Result<bool> {
         let mut best: Option<(i64, usize)> = None;
-        for (i, (_, s)) in self.sources.iter().enumerate() {
-            if let Some(ts) = s.head_timestamp() {
+        for (i, s) in self.sources.iter().enumerate() {
+            if let Some(ts) = s.node.head_timestamp() {
                 if best.is_none_or(|(b, _)| ts < b) {
                     best = Some((ts, i));
                 }
@@ -241,7 +287,9 @@ impl Task {
         }
         self.ctx.metrics.processed += 1;
         self.last_input = Some((self.ctx.wall_clock, self.ctx.stream_time));
-        self.sources[i].1.process_next(&mut self.ctx);
+        let source = &mut self.sources[i];
+        source.queued.set(source.queued.get() - 1);
+        source.node.process_next(&mut self.ctx);
         if advanced {
             self.stream_time_advanced();
         }
@@ -300,11 +348,6 @@ impl Task {
             sm.commit(&self.stores, self.ctx.stream_time, true)?;
         }
         self.check_errors()
-    }
-
-    /// Records buffered for `topic`.
-    pub(crate) fn buffered(&self, topic: &str) -> usize {
-        self.sources.iter().filter(|(t, _)| &**t == topic).map(|(_, s)| s.buffered()).sum()
     }
 
     /// End of input: stream time jumps to the end of time, so every window closes and every final

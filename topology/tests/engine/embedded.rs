@@ -182,3 +182,51 @@ fn stream_time_punctuations_fire_at_the_final_flush() {
     let keys: Vec<Value> = read_lines(&out).into_iter().map(|l| l["key"].clone()).collect();
     assert_eq!(keys, vec![json!("a"), json!("b"), json!("c")]);
 }
+
+/// A value that refuses to be encoded: it can only cross a repartition as a typed record.
+#[derive(Clone, Debug, serde::Deserialize)]
+struct Unencodable(#[allow(dead_code)] String);
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("this value is never encoded"))
+    }
+}
+
+#[test]
+fn repartitions_hand_typed_records_to_the_reading_task_without_encoding_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    let mut b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(s(), s()))
+        .map(|_, v: String| (v.clone(), Unencodable(v)))
+        .group_by_key(Grouped::as_("by-value"))
+        .count(Materialized::as_("counts"))
+        .to_stream()
+        .to("counts", Produced::with(s(), Serdes::optional(Serdes::json::<u64>())));
+    let topology = b.build().unwrap();
+    let words = ["x", "y", "x", "z", "x", "y"];
+    let lines: Vec<Value> = words.iter().enumerate().map(|(i, w)| env("k", json!(w), i as i64)).collect();
+    write_lines(&input, &lines);
+    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
+    cfg.input_format = InputFormat::Envelope;
+    cfg.partitions = 3; // keys are placed on the repartition topic's partitions as before
+    cfg.inputs = vec![("in".into(), Input::File(input))];
+    cfg.outputs = vec![("counts".into(), Output::File(out.clone()))];
+    let summary = run_embedded(&topology, &cfg).unwrap();
+    assert_eq!(summary.dead_lettered, 0);
+    let mut last = std::collections::BTreeMap::new();
+    for l in read_lines(&out) {
+        last.insert(l["key"].as_str().unwrap().to_string(), l["value"].as_u64().unwrap());
+    }
+    let want: std::collections::BTreeMap<String, u64> =
+        [("x".to_string(), 3), ("y".to_string(), 2), ("z".to_string(), 1)].into();
+    assert_eq!(last, want);
+    // Each key was counted by the task of the partition its bytes hash to.
+    let tasks: Vec<String> = std::fs::read_dir(dir.path().join("state").join("app"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("1_"))
+        .collect();
+    assert_eq!(tasks.len(), 3, "{tasks:?}");
+}
