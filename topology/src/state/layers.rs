@@ -70,6 +70,10 @@ impl BytesStore for ChangeLogging {
         self.changelog.borrow_mut().append(key, Some(&value), self.clock.get())?;
         self.inner.put(key, value)
     }
+    fn put_new(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
+        self.changelog.borrow_mut().append(key, Some(&value), self.clock.get())?;
+        self.inner.put_new(key, value)
+    }
     fn delete(&mut self, key: &[u8]) -> Result<()> {
         self.changelog.borrow_mut().append(key, None, self.clock.get())?;
         self.inner.delete(key)
@@ -205,6 +209,8 @@ impl Caching {
             for k in std::mem::take(&mut group.dirty) {
                 let e = group.entries.get_mut(&k).expect("dirty keys are cached");
                 match &e.value {
+                    // The layers below learn that the key is new to them (see `WriteBehind`).
+                    Some(v) if e.absent_below => self.inner.put_new(&k, v.clone())?,
                     Some(v) => self.inner.put(&k, v.clone())?,
                     None => self.inner.delete(&k)?,
                 }
@@ -420,12 +426,15 @@ impl BytesStore for Metered {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    /// A map-backed bottom layer for testing the layers above it.
+    /// A map-backed bottom layer for testing the layers above it (writes counted in `.1`).
     #[derive(Default)]
-    struct Map(BTreeMap<Vec<u8>, Vec<u8>>, Rc<Cell<u64>>);
+    pub(in crate::state) struct Map(
+        pub(in crate::state) BTreeMap<Vec<u8>, Vec<u8>>,
+        pub(in crate::state) Rc<Cell<u64>>,
+    );
 
     impl BytesStore for Map {
         fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {

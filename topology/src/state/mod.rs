@@ -11,6 +11,7 @@ mod layers;
 mod memory;
 mod persistent;
 mod sled_store;
+mod write_behind;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -27,6 +28,7 @@ pub(crate) use layers::{Caching, ChangeLogging, Metered, SharedChangelog, StoreS
 pub(crate) use memory::{decode_key, InMemoryKeyValueStore, InMemorySessionStore, InMemoryWindowStore};
 pub(crate) use persistent::ErrorSlot;
 pub(crate) use sled_store::{SledKv, SledSegmented};
+pub(crate) use write_behind::{Pending, WriteBehind};
 
 use crate::window::Window;
 

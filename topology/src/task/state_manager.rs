@@ -20,7 +20,8 @@ use super::TaskId;
 use crate::error::{Error, Result};
 use crate::state::{
     session_time, window_time, BytesStore, Caching, ChangeLogging, Changelog, ErrorSlot, LogChangelog, Metered,
-    SharedChangelog, SledKv, SledSegmented, StateStore, StoreBuilder, StoreInstance, StoreKind, StoreStats,
+    Pending, SharedChangelog, SledKv, SledSegmented, StateStore, StoreBuilder, StoreInstance, StoreKind, StoreStats,
+    WriteBehind,
 };
 
 /// Reads the time from a window or session store's key.
@@ -121,13 +122,19 @@ const CHECKPOINT: &str = "checkpoint";
 /// Distinct keys buffered while restoring, before they are written to the store.
 const RESTORE_CHUNK: usize = 100_000;
 const CHECKPOINT_VERSION: &str = "topology-checkpoint 1";
+/// Pending writes of a logged store are bounded by its cache size, and by at least this much.
+const MIN_WRITE_BEHIND_BYTES: usize = 1 << 20;
 /// Changelog records after which an at-least-once commit writes a new checkpoint.
 const CHECKPOINT_DELTA: u64 = 10_000;
 
 /// What a checkpoint file records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Checkpoint {
+    /// Each changelog's end offset at the commit.
     pub(crate) offsets: BTreeMap<String, u64>,
+    /// Where a store's sled trees are complete up to, when that is before its changelog's end (writes
+    /// still pending in `WriteBehind`): a restore replays its changelog from here.
+    pub(crate) applied: BTreeMap<String, u64>,
     pub(crate) stream_time: i64,
     /// Written by a clean close (no processing after it).
     pub(crate) clean: bool,
@@ -149,6 +156,9 @@ impl Checkpoint {
                 ("store", Some(name), Some(offset)) => {
                     cp.offsets.insert(name.to_string(), offset.parse().ok()?);
                 }
+                ("applied", Some(name), Some(offset)) => {
+                    cp.applied.insert(name.to_string(), offset.parse().ok()?);
+                }
                 ("end", None, None) => complete = true,
                 _ => return None,
             }
@@ -160,6 +170,9 @@ impl Checkpoint {
         let mut s = format!("{CHECKPOINT_VERSION}\nstream-time {}\n", self.stream_time);
         for (name, offset) in &self.offsets {
             s.push_str(&format!("store {name} {offset}\n"));
+        }
+        for (name, offset) in &self.applied {
+            s.push_str(&format!("applied {name} {offset}\n"));
         }
         if self.clean {
             s.push_str("clean\n");
@@ -190,6 +203,22 @@ struct Logged {
     log: SharedChangelog,
     /// Records in the changelog right after its last rewrite (0: not rewritten since open).
     compacted_len: u64,
+    /// Writes not in sled yet (see `WriteBehind`).
+    pending: Rc<RefCell<Pending>>,
+    /// The changelog's end at the previous commit (or at open): sled holds everything logged before
+    /// it once that commit's flush has run.
+    last_end: u64,
+}
+
+impl Logged {
+    /// The offset sled is complete up to, given the changelog's end now.
+    fn applied(&self, end: u64) -> u64 {
+        if self.pending.borrow().is_empty() {
+            end
+        } else {
+            self.last_end
+        }
+    }
 }
 
 /// Restore figures of one task.
@@ -339,7 +368,7 @@ impl StateManager {
         }
         sm.db.flush().map_err(|e| Error::State { store: format!("task {task}"), message: e.to_string() })?;
         let stream_time = sm.checkpointed_stream_time();
-        let cp = Checkpoint { offsets, stream_time, clean: true };
+        let cp = Checkpoint { offsets, stream_time, clean: true, ..Default::default() };
         write_atomically(&sm.task_dir.join(CHECKPOINT), cp.render().as_bytes())?;
         Ok(sm.restore.clone())
     }
@@ -350,15 +379,20 @@ impl StateManager {
         let (mut stack, time_of) = self.open_stack(builder)?;
         if builder.logging {
             let changelog = self.changelog_of(name)?;
-            self.restore_store(name, &mut *stack, &changelog)?;
+            let end = self.restore_store(name, &mut *stack, &changelog)?;
+            let segments = time_of.map(|f| (f, crate::state::segment_interval(builder.retention)));
+            let max_bytes = self.config.cache_max_bytes.max(MIN_WRITE_BEHIND_BYTES);
+            let (write_behind, pending) = WriteBehind::new(stack, max_bytes, segments);
             self.changelogs.push(Logged {
                 name: name.clone(),
                 kind: builder.kind,
                 retention: builder.retention,
                 log: changelog.clone(),
                 compacted_len: 0,
+                pending,
+                last_end: end,
             });
-            stack = Box::new(ChangeLogging { inner: stack, changelog, clock: self.clock.clone() });
+            stack = Box::new(ChangeLogging { inner: Box::new(write_behind), changelog, clock: self.clock.clone() });
         } else if self.checkpoint.is_none() || !self.local_trusted {
             stack.wipe()?; // nothing to restore from: start empty rather than from unknown local state
         }
@@ -372,12 +406,17 @@ impl StateManager {
         Ok((builder.make_persistent)(stack, errors))
     }
 
-    fn restore_store(&mut self, name: &str, stack: &mut dyn BytesStore, changelog: &SharedChangelog) -> Result<()> {
+    /// Restores a store from its changelog (the tail after the checkpoint, or all of it); returns the
+    /// changelog's end offset.
+    fn restore_store(&mut self, name: &str, stack: &mut dyn BytesStore, changelog: &SharedChangelog) -> Result<u64> {
         let started = Instant::now();
         let mut log = changelog.borrow_mut();
         let offset = self.checkpoint.as_ref().and_then(|c| c.offsets.get(name).copied());
         let from = match (&self.checkpoint, offset) {
-            (Some(cp), Some(offset)) if self.local_trusted && (!self.config.exactly_once || cp.clean) => offset,
+            // The local trees are complete up to the applied offset (the end, unless writes were pending).
+            (Some(cp), Some(offset)) if self.local_trusted && (!self.config.exactly_once || cp.clean) => {
+                cp.applied.get(name).copied().unwrap_or(offset).min(offset)
+            }
             (Some(_), Some(offset)) => {
                 // Exactly-once after an unclean stop: drop what was logged after the last commit.
                 if self.config.exactly_once {
@@ -398,7 +437,7 @@ impl StateManager {
         let mut n = 0u64;
         let mut latest: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         let mut max_ts = self.restored_stream_time;
-        log.read_from(from, &mut |k, v, ts| {
+        let end = log.read_from(from, &mut |k, v, ts| {
             n += 1;
             max_ts = max_ts.max(ts);
             latest.insert(k.to_vec(), v.map(<[u8]>::to_vec));
@@ -415,7 +454,7 @@ impl StateManager {
         self.restored_stream_time = max_ts;
         self.restore.records += n;
         self.restore.micros += started.elapsed().as_micros() as u64;
-        Ok(())
+        Ok(end)
     }
 
     /// Flushes caches → stores → changelogs, then writes the checkpoint.
@@ -425,6 +464,12 @@ impl StateManager {
         stream_time: i64,
         clean: bool,
     ) -> Result<()> {
+        if clean {
+            // Nothing stays pending after a clean close: the next open trusts sled up to the end.
+            for l in &self.changelogs {
+                l.pending.borrow_mut().write_all_at_flush = true;
+            }
+        }
         Self::flush_stores(stores)?;
         self.finish_commit(stream_time, clean)
     }
@@ -442,8 +487,12 @@ impl StateManager {
     /// changelogs that have grown enough from their stores (see [`StateConfig::compact_changelogs_after`]).
     pub(crate) fn finish_commit(&mut self, stream_time: i64, clean: bool) -> Result<()> {
         let mut offsets = BTreeMap::new();
-        for l in &self.changelogs {
-            offsets.insert(l.name.clone(), l.log.borrow_mut().flush()?);
+        let mut applied = BTreeMap::new();
+        for l in &mut self.changelogs {
+            let end = l.log.borrow_mut().flush()?;
+            offsets.insert(l.name.clone(), end);
+            applied.insert(l.name.clone(), l.applied(end));
+            l.last_end = end;
         }
         let due = if self.config.compact_after_commit_record { Vec::new() } else { self.due_for_compaction(&offsets) };
         // At-least-once: the checkpoint (and the fsyncs that go with it) is written only once the
@@ -464,14 +513,16 @@ impl StateManager {
             // A compacted log restarts its offsets: until the new checkpoint is written, the one on disk
             // names no offset for it, so a crash in between restores that store fully (from the old
             // log or the new one: both hold the state of this commit).
-            let mut before = Checkpoint { offsets: offsets.clone(), stream_time, clean: false };
+            let mut before =
+                Checkpoint { offsets: offsets.clone(), applied: applied.clone(), stream_time, clean: false };
             for &i in &due {
                 before.offsets.remove(&self.changelogs[i].name);
             }
             write_atomically(&self.task_dir.join(CHECKPOINT), before.render().as_bytes())?;
-            self.compact(&due, &mut offsets, stream_time)?;
+            self.compact(&due, &mut offsets, &mut applied, stream_time)?;
         }
-        let cp = Checkpoint { offsets, stream_time, clean };
+        applied.retain(|name, a| offsets.get(name) != Some(a));
+        let cp = Checkpoint { offsets, applied, stream_time, clean };
         write_atomically(&self.task_dir.join(CHECKPOINT), cp.render().as_bytes())?;
         self.checkpoint = Some(cp);
         Ok(())
@@ -501,23 +552,43 @@ impl StateManager {
             return Ok(false);
         }
         let mut offsets = cp.offsets.clone();
-        self.compact(&due, &mut offsets, stream_time)?;
-        let cp = Checkpoint { offsets, ..cp };
+        let mut applied = cp.applied.clone();
+        self.compact(&due, &mut offsets, &mut applied, stream_time)?;
+        applied.retain(|name, a| offsets.get(name) != Some(a));
+        let cp = Checkpoint { offsets, applied, ..cp };
         write_atomically(&self.task_dir.join(CHECKPOINT), cp.render().as_bytes())?;
         self.checkpoint = Some(cp);
         Ok(true)
     }
 
-    /// Rewrites the changelogs `due` as the live contents of their stores (flushed: this is a commit),
-    /// stamped with the stream time; their new end offsets go into `offsets`.
-    fn compact(&mut self, due: &[usize], offsets: &mut BTreeMap<String, u64>, stream_time: i64) -> Result<()> {
+    /// Rewrites the changelogs `due` as the live contents of their stores (flushed: this is a commit;
+    /// sled's trees with the writes still pending over them), stamped with the stream time; their new
+    /// end offsets go into `offsets`, and where sled is complete up to in the new log into `applied`
+    /// (nowhere while writes are pending: they are somewhere in it).
+    fn compact(
+        &mut self,
+        due: &[usize],
+        offsets: &mut BTreeMap<String, u64>,
+        applied: &mut BTreeMap<String, u64>,
+        stream_time: i64,
+    ) -> Result<()> {
         for &i in due {
             let l = &self.changelogs[i];
             let (mut store, _) = self.open_sled(&l.name, l.kind, l.retention)?;
-            let end = l.log.borrow_mut().compact(&mut |sink| store.for_each(sink), stream_time)?;
+            let pending = l.pending.borrow();
+            let end = l.log.borrow_mut().compact(
+                &mut |sink| {
+                    store.for_each(&mut |k, v| if pending.contains(k) { Ok(()) } else { sink(k, v) })?;
+                    pending.for_each(&mut |k, v| v.map_or(Ok(()), |v| sink(k, v)))
+                },
+                stream_time,
+            )?;
             tracing::debug!(task = %self.task, store = %l.name, records = end, "changelog compacted");
             offsets.insert(l.name.clone(), end);
+            applied.insert(l.name.clone(), if pending.is_empty() { end } else { 0 });
+            drop(pending);
             self.changelogs[i].compacted_len = end;
+            self.changelogs[i].last_end = end;
         }
         Ok(())
     }
