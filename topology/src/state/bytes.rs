@@ -1,5 +1,5 @@
 //! The byte-level store interface that the persistence layers stack on:
-//! `Metered(Caching(ChangeLogging(sled)))`, as Kafka Streams layers RocksDB.
+//! `Metered(Caching(ChangeLogging(WriteBehind(sled))))`, as Kafka Streams layers RocksDB.
 //!
 //! Keys are the encoded keys of the typed stores (window and session keys carry the window); values are
 //! version-stamped encodings. Every layer implements [`BytesStore`].

@@ -1,6 +1,7 @@
 //! The layers between a typed store and its sled trees, each one concern:
 //! [`ChangeLogging`] mirrors writes to the changelog, [`Caching`] is the write-back cache bounded in bytes,
-//! [`Metered`] counts operations. Stacked as `Metered(Caching(ChangeLogging(sled)))`.
+//! [`Metered`] counts operations. Stacked as `Metered(Caching(ChangeLogging(WriteBehind(sled))))` (see
+//! `write_behind` for the last one).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,8 +2,9 @@
 //! a changelog per logged store, and a checkpoint file.
 //!
 //! Commit: flush caches → stores → changelogs, then write `<task-dir>/checkpoint` (write + fsync + rename)
-//! with every changelog's end offset and the task's stream time. Open: a store whose task directory and
-//! checkpoint are intact restores only the changelog tail after its offset; otherwise (directory deleted,
+//! with every changelog's end offset, the offset its sled trees are complete up to (writes reach sled one
+//! commit late, see `WriteBehind`) and the task's stream time. Open: a store whose task directory and
+//! checkpoint are intact replays only the changelog after that applied offset; otherwise (directory deleted,
 //! sled files torn, checkpoint missing or unreadable) the store is wiped and restored fully. Under
 //! exactly-once, a task that did not close cleanly also drops the changelog records after the last commit
 //! (they belong to work that is about to be redone) and restores fully.
@@ -373,7 +374,7 @@ impl StateManager {
         Ok(sm.restore.clone())
     }
 
-    /// Creates a store's layers (`Metered(Caching(ChangeLogging(sled)))`) and restores it.
+    /// Creates a store's layers (`Metered(Caching(ChangeLogging(WriteBehind(sled))))` for a logged store) and restores it.
     pub(crate) fn create(&mut self, builder: &StoreBuilder, errors: ErrorSlot) -> Result<StoreInstance> {
         let name = &builder.name;
         let (mut stack, time_of) = self.open_stack(builder)?;
