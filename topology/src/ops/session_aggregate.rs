@@ -5,7 +5,9 @@
 //! when stream time passes `end + gap + grace`. A record is late when its own (possibly merged) session
 //! ends before `stream time - grace`.
 
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
 
@@ -38,31 +40,43 @@ pub(crate) struct SessionAggregate<K, V, A> {
 /// the close point and a record finds its key's sessions without a range scan of the store (whose
 /// segments are by end time but ordered by key): the store is read by point lookups only, as Flink
 /// keeps a merging-window set per key.
+/// A session in `OpenSessions::by_end`: (end, key, start).
+type EndEntry = (i64, Rc<[u8]>, i64);
+
 #[derive(Default)]
 pub(crate) struct OpenSessions {
-    by_end: BTreeSet<(i64, Vec<u8>, i64)>,
-    by_key: FxHashMap<Vec<u8>, Vec<Window>>,
+    /// The open sessions of each key (the truth).
+    by_key: FxHashMap<Rc<[u8]>, Vec<Window>>,
+    /// Every session added, earliest end first (then key, then start). Removing a session leaves its
+    /// entry here (no search, no allocation); `pop_ending_by` skips entries `by_key` no longer has,
+    /// and the heap is rebuilt from `by_key` when such stale entries outnumber the live ones.
+    by_end: BinaryHeap<Reverse<EndEntry>>,
+    live: usize,
 }
 
 impl OpenSessions {
     fn insert(&mut self, key: &[u8], w: Window) {
-        self.by_end.insert((w.end, key.to_vec(), w.start));
-        match self.by_key.get_mut(key) {
-            Some(list) => list.push(w),
-            None => {
-                self.by_key.insert(key.to_vec(), vec![w]);
-            }
+        let key = match self.by_key.get_key_value(key) {
+            Some((k, _)) => k.clone(),
+            None => Rc::from(key),
+        };
+        self.by_end.push(Reverse((w.end, key.clone(), w.start)));
+        self.by_key.entry(key).or_default().push(w);
+        self.live += 1;
+        if self.by_end.len() > 2 * self.live + 1024 {
+            self.by_end = self
+                .by_key
+                .iter()
+                .flat_map(|(k, list)| list.iter().map(move |w| Reverse((w.end, k.clone(), w.start))))
+                .collect();
         }
     }
 
     fn remove(&mut self, key: &[u8], w: Window) {
-        self.by_end.remove(&(w.end, key.to_vec(), w.start));
-        self.remove_from_key(key, w);
-    }
-
-    fn remove_from_key(&mut self, key: &[u8], w: Window) {
         if let Some(list) = self.by_key.get_mut(key) {
+            let before = list.len();
             list.retain(|x| *x != w);
+            self.live -= before - list.len();
             if list.is_empty() {
                 self.by_key.remove(key);
             }
@@ -82,14 +96,15 @@ impl OpenSessions {
 
     /// The open session that ends first, if it ends at or before `end`; removed.
     fn pop_ending_by(&mut self, end: i64) -> Option<(Vec<u8>, Window)> {
-        let first = self.by_end.first()?;
-        if first.0 > end {
-            return None;
+        while self.by_end.peek().is_some_and(|Reverse((e, _, _))| *e <= end) {
+            let Reverse((end, key, start)) = self.by_end.pop().expect("peeked");
+            let w = Window { start, end };
+            if self.by_key.get(&*key).is_some_and(|list| list.contains(&w)) {
+                self.remove(&key, w);
+                return Some((key.to_vec(), w));
+            }
         }
-        let (end, key, start) = self.by_end.pop_first()?;
-        let w = Window { start, end };
-        self.remove_from_key(&key, w);
-        Some((key, w))
+        None
     }
 }
 
@@ -198,5 +213,40 @@ impl<K: Data, V: Data, A: Data> Punctuator for SessionAggregate<K, V, A> {
 
     fn commit(&mut self, ctx: &mut TaskCtx) {
         self.forward.flush(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(start: i64, end: i64) -> Window {
+        Window { start, end }
+    }
+
+    #[test]
+    fn open_sessions_pop_by_end_then_key_and_skip_removed_ones_across_rebuilds() {
+        let mut open = OpenSessions::default();
+        // A session per key that grows 1,000 times: every growth removes the old window (a stale heap
+        // entry) and adds the new one, so the heap is rebuilt on the way.
+        for step in 0..1_000i64 {
+            for key in [b"b".as_slice(), b"a"] {
+                if step > 0 {
+                    open.remove(key, w(0, step - 1));
+                }
+                open.insert(key, w(0, step));
+            }
+        }
+        assert_eq!(open.live, 2);
+        assert!(open.by_end.len() <= 2 * open.live + 1024 + 1, "rebuilt: {}", open.by_end.len());
+        open.insert(b"c", w(1_500, 2_000));
+        assert_eq!(open.find(b"a", 500, 1_000), vec![w(0, 999)]);
+        assert_eq!(open.pop_ending_by(998), None, "stale entries below are skipped, nothing live ends by 998");
+        assert_eq!(open.pop_ending_by(1_000), Some((b"a".to_vec(), w(0, 999))));
+        assert_eq!(open.pop_ending_by(1_000), Some((b"b".to_vec(), w(0, 999))));
+        assert_eq!(open.pop_ending_by(1_000), None);
+        assert_eq!(open.pop_ending_by(2_000), Some((b"c".to_vec(), w(1_500, 2_000))));
+        assert_eq!(open.live, 0);
+        assert!(open.by_key.is_empty());
     }
 }

@@ -102,6 +102,8 @@ fn bump(c: &Cell<u64>) {
 
 /// Per-entry bookkeeping cost counted against the cache size, besides key and value bytes.
 const ENTRY_OVERHEAD: usize = 64;
+/// The same for a key in a group's fresh list.
+const FRESH_OVERHEAD: usize = 40;
 
 /// Write-back cache: writes stay here (the latest per key) until a commit or until the cache exceeds
 /// `max_bytes`, so repeated updates of a hot key within a commit interval cost one store write and one
@@ -119,6 +121,8 @@ pub(crate) struct Caching {
     groups: BTreeMap<i64, Group>,
     bytes: usize,
     dirty: usize,
+    /// Bytes of the groups' fresh-key lists: beyond a quarter of `max_bytes` every group settles.
+    fresh_bytes: usize,
     /// A buffer for the next update's value (the previous value's, recycled).
     spare: Vec<u8>,
 }
@@ -126,7 +130,33 @@ pub(crate) struct Caching {
 #[derive(Default)]
 struct Group {
     entries: rustc_hash::FxHashMap<Vec<u8>, Entry>,
+    /// Dirty keys in key order, for range merges and write-downs.
     dirty: BTreeSet<Vec<u8>>,
+    /// Keys that became dirty since `dirty` was last brought up to date ([`settle`](Self::settle)):
+    /// they join it only when an ordered use comes (a range scan, a write-down) or the list grows, so
+    /// a key deleted meanwhile — each session a merge replaces — costs no ordered insert and remove.
+    fresh: Vec<Vec<u8>>,
+}
+
+impl Group {
+    /// Puts the fresh keys still dirty into the ordered set (the others were deleted meanwhile).
+    fn settle(&mut self) {
+        for k in self.fresh.drain(..) {
+            if let Some(e) = self.entries.get_mut(&k) {
+                if e.dirty && !e.ordered {
+                    e.ordered = true;
+                    self.dirty.insert(k);
+                }
+            }
+        }
+    }
+
+    /// Forgets that a removed entry was dirty.
+    fn forget_dirty(&mut self, key: &[u8], e: &Entry) {
+        if e.ordered {
+            self.dirty.remove(key);
+        }
+    }
 }
 
 /// A cached value (`None`: known to be absent) and whether the store below lacks it yet.
@@ -138,6 +168,8 @@ struct Entry {
     /// written and deleted between two flushes never reaches the store, its changelog, or the dirty
     /// set that range scans walk (session merges leave one such key per merged session).
     absent_below: bool,
+    /// Its key is in the group's ordered dirty set (else, if dirty, in its fresh list).
+    ordered: bool,
 }
 
 impl Caching {
@@ -147,7 +179,43 @@ impl Caching {
         segments: Option<(SegmentTime, i64)>,
         stats: Rc<StoreStats>,
     ) -> Self {
-        Caching { inner, max_bytes, segments, stats, groups: BTreeMap::new(), bytes: 0, dirty: 0, spare: Vec::new() }
+        Caching {
+            inner,
+            max_bytes,
+            segments,
+            stats,
+            groups: BTreeMap::new(),
+            bytes: 0,
+            dirty: 0,
+            fresh_bytes: 0,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Notes that `key` of segment `seg` became dirty.
+    fn mark_dirty(&mut self, seg: i64, key: &[u8]) {
+        self.dirty += 1;
+        self.fresh_bytes += key.len() + FRESH_OVERHEAD;
+        self.groups.get_mut(&seg).expect("the entry's group").fresh.push(key.to_vec());
+        if self.fresh_bytes > self.max_bytes / 4 {
+            for g in self.groups.values_mut() {
+                g.settle();
+            }
+            self.fresh_bytes = 0;
+        }
+    }
+
+    /// Settles the groups of these segments (see `Group::settle`).
+    fn settle(&mut self, segments: &[i64]) {
+        for s in segments {
+            if let Some(g) = self.groups.get_mut(s) {
+                if !g.fresh.is_empty() {
+                    self.fresh_bytes =
+                        self.fresh_bytes.saturating_sub(g.fresh.iter().map(|k| k.len() + FRESH_OVERHEAD).sum());
+                    g.settle();
+                }
+            }
+        }
     }
 
     fn cost(key: &[u8], value: &Option<Vec<u8>>) -> usize {
@@ -168,23 +236,21 @@ impl Caching {
         let added = Self::cost(key, &value);
         let seg = self.segment_of(key);
         let group = self.groups.entry(seg).or_default();
-        match group.entries.get_mut(key) {
+        let newly_dirty = match group.entries.get_mut(key) {
             Some(e) => {
                 self.bytes -= Self::cost(key, &e.value);
                 e.value = value;
-                if dirty && !e.dirty {
-                    e.dirty = true;
-                    group.dirty.insert(key.to_vec());
-                    self.dirty += 1;
-                }
+                let newly = dirty && !e.dirty;
+                e.dirty |= dirty;
+                newly
             }
             None => {
-                group.entries.insert(key.to_vec(), Entry { value, dirty, absent_below });
-                if dirty {
-                    group.dirty.insert(key.to_vec());
-                    self.dirty += 1;
-                }
+                group.entries.insert(key.to_vec(), Entry { value, dirty, absent_below, ordered: false });
+                dirty
             }
+        };
+        if newly_dirty {
+            self.mark_dirty(seg, key);
         }
         self.bytes += added;
         self.keep_within_bound()
@@ -196,6 +262,7 @@ impl Caching {
             self.write_down()?;
             self.groups.clear();
             self.bytes = 0;
+            self.fresh_bytes = 0;
         }
         Ok(())
     }
@@ -206,9 +273,12 @@ impl Caching {
             return Ok(());
         }
         bump(&self.stats.cache_flushes);
+        self.fresh_bytes = 0;
         for group in self.groups.values_mut() {
+            group.settle();
             for k in std::mem::take(&mut group.dirty) {
                 let e = group.entries.get_mut(&k).expect("dirty keys are cached");
+                e.ordered = false;
                 match &e.value {
                     // The layers below learn that the key is new to them (see `WriteBehind`).
                     Some(v) if e.absent_below => self.inner.put_new(&k, v.clone())?,
@@ -283,8 +353,7 @@ impl BytesStore for Caching {
                 self.bytes = self.bytes + new_len - old_len;
                 if !e.dirty {
                     e.dirty = true;
-                    group.dirty.insert(key.to_vec());
-                    self.dirty += 1;
+                    self.mark_dirty(seg, key);
                 }
                 return self.keep_within_bound();
             }
@@ -304,7 +373,7 @@ impl BytesStore for Caching {
                 let e = group.entries.remove(key).expect("just seen");
                 self.bytes -= Self::cost(key, &e.value);
                 if e.dirty {
-                    group.dirty.remove(key);
+                    group.forget_dirty(key, &e);
                     self.dirty -= 1;
                 }
                 return Ok(());
@@ -318,8 +387,9 @@ impl BytesStore for Caching {
             return Ok(below); // clean entries equal the store below
         }
         let upper = hi.map_or(Bound::Unbounded, Bound::Included);
-        let dirty: Vec<(i64, Vec<u8>)> = self
-            .segments_in(time)
+        let segments = self.segments_in(time);
+        self.settle(&segments);
+        let dirty: Vec<(i64, Vec<u8>)> = segments
             .into_iter()
             .flat_map(|s| {
                 self.groups[&s].dirty.range::<[u8], _>((Bound::Included(lo), upper)).map(move |k| (s, k.clone()))
@@ -350,6 +420,8 @@ impl BytesStore for Caching {
             if self.groups.keys().next().is_some_and(|&s| s < first_kept) {
                 let kept = self.groups.split_off(&first_kept);
                 for (_, group) in std::mem::replace(&mut self.groups, kept) {
+                    let fresh: usize = group.fresh.iter().map(|k| k.len() + FRESH_OVERHEAD).sum();
+                    self.fresh_bytes = self.fresh_bytes.saturating_sub(fresh);
                     for (k, e) in group.entries {
                         self.bytes -= Self::cost(&k, &e.value);
                         self.dirty -= usize::from(e.dirty);
@@ -372,7 +444,7 @@ impl BytesStore for Caching {
             if let Some(e) = group.entries.remove(key) {
                 self.bytes -= Self::cost(key, &e.value);
                 if e.dirty {
-                    group.dirty.remove(key);
+                    group.forget_dirty(key, &e);
                     self.dirty -= 1;
                 }
             }
@@ -383,6 +455,7 @@ impl BytesStore for Caching {
         self.groups.clear();
         self.bytes = 0;
         self.dirty = 0;
+        self.fresh_bytes = 0;
         self.inner.wipe()
     }
 }
@@ -566,5 +639,52 @@ pub(super) mod tests {
         c.delete(&[3]).unwrap();
         let r = c.range(&[2], Some(&[4]), None).unwrap();
         assert_eq!(r, vec![(vec![2], vec![2]), (vec![4], vec![4])]);
+    }
+
+    #[test]
+    fn keys_deleted_while_fresh_never_enter_the_ordered_dirty_set_and_ranges_and_flushes_stay_exact() {
+        let (mut c, writes) = cache_over_k_old();
+        let mut current = b"k-old".to_vec();
+        for i in 0..100u8 {
+            c.delete(&current).unwrap();
+            current = format!("k-{i:03}").into_bytes();
+            c.put_new(&current, vec![i]).unwrap();
+        }
+        // Nothing needed key order yet: the set is empty, the dirty keys wait in the fresh list.
+        assert!(c.groups[&0].dirty.is_empty());
+        assert_eq!(c.groups[&0].fresh.len(), 101);
+        // A range brings the set up to date with just the keys still dirty.
+        let r = c.range(b"k-", Some(b"k-\xff"), None).unwrap();
+        assert_eq!(r, vec![(b"k-099".to_vec(), vec![99])]);
+        assert_eq!(c.groups[&0].dirty.len(), 2, "k-old's tombstone and k-099");
+        assert!(c.groups[&0].fresh.is_empty());
+        // Keys made dirty after the range are merged by the next one, in key order.
+        c.put(b"k-050", vec![50]).unwrap();
+        let r = c.range(b"k-", Some(b"k-\xff"), None).unwrap();
+        assert_eq!(r, vec![(b"k-050".to_vec(), vec![50]), (b"k-099".to_vec(), vec![99])]);
+        c.flush().unwrap();
+        assert_eq!(writes.get(), 3, "k-old's delete, k-050 and k-099");
+        assert_eq!(c.dirty, 0);
+    }
+
+    #[test]
+    fn a_long_fresh_list_settles_within_a_quarter_of_the_bound() {
+        let writes = Rc::new(Cell::new(0));
+        let stats = Rc::new(StoreStats::default());
+        let max = 64 * 1024;
+        let mut c = Caching::new(Box::new(Map(BTreeMap::new(), writes.clone())), max, None, stats);
+        let mut current = b"s-0".to_vec();
+        c.put_new(&current, vec![0]).unwrap();
+        for i in 1..10_000u32 {
+            c.delete(&current).unwrap();
+            current = format!("s-{i}").into_bytes();
+            c.put_new(&current, vec![1]).unwrap();
+            assert!(c.fresh_bytes <= max / 4, "at {i}: {}", c.fresh_bytes);
+        }
+        assert_eq!(writes.get(), 0, "settling is not a write-down");
+        assert_eq!(c.groups[&0].entries.len(), 1);
+        assert!(c.groups[&0].dirty.len() <= 1);
+        c.flush().unwrap();
+        assert_eq!(writes.get(), 1);
     }
 }
