@@ -213,7 +213,7 @@ pub struct RunSummary {
 /// that is quiet does not block the loop, and a stop request is seen at once).
 enum Lines {
     File(Box<dyn BufRead>),
-    Channel(std::sync::mpsc::Receiver<std::io::Result<String>>),
+    Channel(std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>),
 }
 
 enum Next {
@@ -229,8 +229,8 @@ impl Lines {
             let stdin = std::io::stdin();
             let mut lock = stdin.lock();
             loop {
-                let mut line = String::new();
-                match lock.read_line(&mut line) {
+                let mut line = Vec::new();
+                match lock.read_until(b'\n', &mut line) {
                     Ok(0) => return,
                     Ok(_) => {
                         if tx.send(Ok(line)).is_err() {
@@ -247,11 +247,12 @@ impl Lines {
         Lines::Channel(rx)
     }
 
-    /// Reads the next line into `buf` (cleared first).
-    fn next(&mut self, buf: &mut String) -> std::io::Result<Next> {
+    /// Reads the next line into `buf` (cleared first), as bytes: a line that is not UTF-8 is bad
+    /// input for its record (dead-lettered), not the end of the run.
+    fn next(&mut self, buf: &mut Vec<u8>) -> std::io::Result<Next> {
         buf.clear();
         match self {
-            Lines::File(r) => Ok(match r.read_line(buf)? {
+            Lines::File(r) => Ok(match r.read_until(b'\n', buf)? {
                 0 => Next::End,
                 n => Next::Line(n),
             }),
@@ -281,6 +282,15 @@ struct Source {
     records: u64,
     /// Its records buffered in the engine's tasks.
     queued: Rc<Cell<usize>>,
+}
+
+/// A line without its line ending (`\n` or `\r\n`, or stray `\r`s before it).
+fn trim_line_end(line: &[u8]) -> &[u8] {
+    let mut end = line.len();
+    while end > 0 && matches!(line[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    &line[..end]
 }
 
 fn json_or_text(bytes: &[u8]) -> serde_json::Value {
@@ -520,7 +530,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     if config.exactly_once && committed.is_none() {
         commit_now!()?;
     }
-    let mut line = String::new();
+    let mut line: Vec<u8> = Vec::new();
     let mut unflushed = false;
     let mut last_output_flush = Instant::now();
     let mut last_wall_clock = Instant::now();
@@ -558,7 +568,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                 if read_this_run.is_multiple_of(10_000) {
                     report(&engine, read_this_run, false);
                 }
-                let text = line.trim_end_matches(['\n', '\r']);
+                let text = trim_line_end(&line);
                 if text.is_empty() {
                     continue;
                 }
@@ -566,11 +576,13 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                 let raw = match config.input_format {
                     InputFormat::Wire => Ok(RawRecord {
                         key: None,
-                        value: Some(text.as_bytes().to_vec()),
+                        value: Some(text.to_vec()),
                         timestamp: 0,
                         headers: Headers::default(),
                     }),
-                    InputFormat::Envelope => parse_envelope(text),
+                    InputFormat::Envelope => std::str::from_utf8(text)
+                        .map_err(|e| format!("not a JSON envelope: the line is not UTF-8 ({e})"))
+                        .and_then(parse_envelope),
                 };
                 match raw {
                     Ok(raw) => engine.append(&s.topic, None, raw)?,
@@ -581,10 +593,9 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                         headers.add("dlq.topic", s.topic.as_bytes());
                         headers.add("dlq.line", s.line.to_string().into_bytes());
                         let dlq = topology.deserialization.topic(&config.application_id);
-                        engine.outbox.push((
-                            dlq,
-                            RawRecord { key: None, value: Some(text.as_bytes().to_vec()), timestamp: 0, headers },
-                        ));
+                        engine
+                            .outbox
+                            .push((dlq, RawRecord { key: None, value: Some(text.to_vec()), timestamp: 0, headers }));
                         summary.dead_lettered += 1;
                     }
                 }

@@ -131,6 +131,38 @@ fn bad_lines_go_to_the_dead_letter_file_and_the_run_goes_on() {
 }
 
 #[test]
+fn lines_that_are_not_utf8_are_dead_lettered_in_either_input_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(Serdes::unit(), Serdes::json::<Value>()))
+        .to("out", Produced::with(Serdes::unit(), Serdes::json::<Value>()));
+    let topology = b.build().unwrap();
+    for format in [InputFormat::Wire, InputFormat::Envelope] {
+        let state = dir.path().join(format!("state-{format:?}"));
+        let input = dir.path().join(format!("in-{format:?}"));
+        let good = |n: i64| match format {
+            InputFormat::Wire => format!("{{\"n\": {n}}}\r\n"),
+            InputFormat::Envelope => format!("{}\n", json!({"key": null, "value": {"n": n}, "timestamp": n})),
+        };
+        let mut bytes = good(1).into_bytes();
+        bytes.extend_from_slice(b"{\"n\": \"\xff\xfe\"}\n"); // Latin-1 bytes in a string
+        bytes.extend_from_slice(good(2).as_bytes());
+        std::fs::write(&input, bytes).unwrap();
+        let mut cfg = EmbeddedConfig::new("app", &state);
+        cfg.input_format = format;
+        cfg.inputs = vec![("in".into(), Input::File(input))];
+        let summary = run_embedded(&topology, &cfg).unwrap();
+        assert_eq!((summary.records_out["out"], summary.dead_lettered), (2, 1), "{format:?}");
+        let dlq = read_lines(&state.join("app/topics/app-dlq.jsonl"));
+        assert_eq!(dlq.len(), 1, "{format:?}");
+        assert_eq!(dlq[0]["value"], json!("hex:7b226e223a2022fffe227d"), "{format:?}: the line, byte for byte");
+        let values: Vec<Value> =
+            read_lines(&state.join("app/topics/out.jsonl")).into_iter().map(|l| l["value"].clone()).collect();
+        assert_eq!(values, vec![json!({"n": 1}), json!({"n": 2})], "{format:?}: CRLF endings are trimmed too");
+    }
+}
+
+#[test]
 fn a_missing_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut b = StreamsBuilder::new();
