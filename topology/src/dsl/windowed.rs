@@ -96,6 +96,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                         aggregator: aggregator.clone(),
                         forward: bc.change_forward::<Windowed<K>, A>(),
                         done_upto: i64::MIN,
+                        open: None,
                         _v: std::marker::PhantomData,
                     }));
                     bc.add_punctuator(node.clone());

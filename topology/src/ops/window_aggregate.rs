@@ -4,6 +4,8 @@
 //! window is late (counted, routed). With [`EmitStrategy::OnWindowClose`] each window is forwarded once,
 //! when it closes, and then leaves the store; on update, closed windows expire segment by segment.
 
+use std::collections::BTreeMap;
+
 use super::change_forward::ChangeForward;
 use crate::record::{Change, Record};
 use crate::state::{Data, WindowStoreHandle};
@@ -22,7 +24,27 @@ pub(crate) struct WindowAggregate<K, V, A> {
     pub(crate) forward: ChangeForward<Windowed<K>, A>,
     /// Every window starting at or before this has been emitted (on-close) or expired.
     pub(crate) done_upto: i64,
+    /// On close: the windows in the store, by start then encoded key, so closing takes exactly the
+    /// closed ones by point reads instead of scanning the store (built from the store on first use, so
+    /// after a restart too; as the session aggregate keeps its open sessions).
+    pub(crate) open: Option<OpenWindows<K>>,
     pub(crate) _v: std::marker::PhantomData<fn(V)>,
+}
+
+/// Open windows by start, then encoded key (the store's order).
+pub(crate) type OpenWindows<K> = BTreeMap<i64, BTreeMap<Vec<u8>, K>>;
+
+impl<K: Data, V: Data, A: Data> WindowAggregate<K, V, A> {
+    fn open(&mut self) -> &mut OpenWindows<K> {
+        let store = &self.store;
+        self.open.get_or_insert_with(|| {
+            let mut open = OpenWindows::new();
+            for (k, start, _) in store.borrow().fetch_all(i64::MIN, i64::MAX) {
+                open.entry(start).or_default().insert(crate::serdes::encode(&k), k);
+            }
+            open
+        })
+    }
 }
 
 impl<K: Data, V: Data, A: Data> Downstream<K, V> for WindowAggregate<K, V, A> {
@@ -35,7 +57,9 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for WindowAggregate<K, V, A> {
                 continue;
             }
             let mut new: Option<A> = None;
+            let mut created = false;
             let mut fold = |old: Option<A>| {
+                created = old.is_none();
                 let a = match old {
                     Some(a) => (self.aggregator)(&r.key, &r.value, r.timestamp, a),
                     None => (self.first)(&r.key, &r.value, r.timestamp),
@@ -50,6 +74,10 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for WindowAggregate<K, V, A> {
                 EmitStrategy::OnWindowUpdate => self.store.borrow_mut().update(&r.key, w.start, &mut fold),
                 EmitStrategy::OnWindowClose => {
                     self.store.borrow_mut().upsert(&r.key, w.start, &mut fold);
+                    if created {
+                        let key = r.key.clone();
+                        self.open().entry(w.start).or_default().insert(crate::serdes::encode(&key), key);
+                    }
                     None
                 }
             };
@@ -78,13 +106,18 @@ impl<K: Data, V: Data, A: Data> Punctuator for WindowAggregate<K, V, A> {
         }
         match self.emit {
             EmitStrategy::OnWindowClose => {
-                let closed = self.store.borrow().fetch_all(self.done_upto.saturating_add(1), last_closed_start);
-                for (key, start, agg) in closed {
-                    self.store.borrow_mut().remove(&key, start);
-                    let window = Window { start, end: start + self.windows.size };
-                    let rec =
-                        Record::new(Windowed { key, window }, Change { new: Some(agg), old: None }, window.end - 1);
-                    self.forward.push_now(ctx, rec);
+                let open = self.open();
+                let still_open = open.split_off(&last_closed_start.saturating_add(1));
+                let closed = std::mem::replace(open, still_open);
+                for (start, keys) in closed {
+                    for key in keys.into_values() {
+                        let Some(agg) = self.store.borrow().fetch(&key, start) else { continue };
+                        self.store.borrow_mut().remove(&key, start);
+                        let window = Window { start, end: start + self.windows.size };
+                        let rec =
+                            Record::new(Windowed { key, window }, Change { new: Some(agg), old: None }, window.end - 1);
+                        self.forward.push_now(ctx, rec);
+                    }
                 }
             }
             EmitStrategy::OnWindowUpdate => {}
