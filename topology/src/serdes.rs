@@ -14,8 +14,14 @@ use crate::error::DecodeError;
 
 /// Turns a `T` into the bytes of a record's key or value and back. `None` is Kafka's `null`.
 pub trait Serde<T>: Send + Sync + 'static {
-    /// Encodes `value`; `None` writes a `null`.
+    /// Encodes `value`; `None` writes a `null`. Panics where [`try_serialize`](Self::try_serialize)
+    /// fails.
     fn serialize(&self, value: &T) -> Option<Vec<u8>>;
+    /// Encodes `value`, or says why it cannot be (a JSON map with non-string keys, a `Serialize` impl
+    /// that fails): what sinks use, so such a record is dead-lettered instead of stopping the app.
+    fn try_serialize(&self, value: &T) -> Result<Option<Vec<u8>>, DecodeError> {
+        Ok(self.serialize(value))
+    }
     /// Decodes bytes (`None` for `null`).
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, DecodeError>;
 }
@@ -81,7 +87,10 @@ impl Serde<String> for StringSerde {
 struct Json<T>(PhantomData<fn() -> T>);
 impl<T: Serialize + DeserializeOwned + 'static> Serde<T> for Json<T> {
     fn serialize(&self, value: &T) -> Option<Vec<u8>> {
-        Some(serde_json::to_vec(value).expect("serde_json serializes serde types"))
+        self.try_serialize(value).unwrap_or_else(|e| panic!("{e}"))
+    }
+    fn try_serialize(&self, value: &T) -> Result<Option<Vec<u8>>, DecodeError> {
+        serde_json::to_vec(value).map(Some).map_err(|e| DecodeError::new(format!("cannot encode as JSON: {e}")))
     }
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, DecodeError> {
         let bytes = bytes.unwrap_or(b"null");
@@ -93,6 +102,11 @@ struct Bincode<T>(PhantomData<fn() -> T>);
 impl<T: Serialize + DeserializeOwned + 'static> Serde<T> for Bincode<T> {
     fn serialize(&self, value: &T) -> Option<Vec<u8>> {
         Some(encode(value))
+    }
+    fn try_serialize(&self, value: &T) -> Result<Option<Vec<u8>>, DecodeError> {
+        bincode::serde::encode_to_vec(value, CONFIG)
+            .map(Some)
+            .map_err(|e| DecodeError::new(format!("cannot encode with bincode: {e}")))
     }
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, DecodeError> {
         decode(require(bytes)?)
@@ -134,6 +148,12 @@ struct OptionSerde<T>(SerdeRef<T>);
 impl<T: 'static> Serde<Option<T>> for OptionSerde<T> {
     fn serialize(&self, value: &Option<T>) -> Option<Vec<u8>> {
         value.as_ref().and_then(|v| self.0.serialize(v))
+    }
+    fn try_serialize(&self, value: &Option<T>) -> Result<Option<Vec<u8>>, DecodeError> {
+        match value {
+            Some(v) => self.0.try_serialize(v),
+            None => Ok(None),
+        }
     }
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Option<T>, DecodeError> {
         match bytes {

@@ -16,11 +16,16 @@ pub(crate) struct Sink<K, V> {
 
 impl<K: 'static, V: 'static> Downstream<K, V> for Sink<K, V> {
     fn push(&mut self, ctx: &mut TaskCtx, r: Record<K, V>) {
-        let key = self.key_serde.serialize(&r.key);
+        let key = match self.key_serde.try_serialize(&r.key) {
+            Ok(key) => key,
+            Err(e) => return ctx.undeliverable(&self.topic, None, e.context("key"), r.timestamp, r.headers),
+        };
         if self.repartition && ctx.typed_handover {
             return ctx.hand_over(&self.topic, key, r);
         }
-        let value = self.value_serde.serialize(&r.value);
-        ctx.send(&self.topic, key, value, r.timestamp, r.headers);
+        match self.value_serde.try_serialize(&r.value) {
+            Ok(value) => ctx.send(&self.topic, key, value, r.timestamp, r.headers),
+            Err(e) => ctx.undeliverable(&self.topic, key, e.context("value"), r.timestamp, r.headers),
+        }
     }
 }

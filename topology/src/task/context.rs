@@ -146,6 +146,29 @@ impl TaskCtx {
         }
     }
 
+    /// A record that cannot be encoded for `topic` (its serde refused the key or value): dead-lettered
+    /// with what could be encoded, the error, the input record it came from and the destination in
+    /// headers (`dlq.error`, `dlq.topic`, `dlq.partition`, `dlq.offset`, `dlq.destination`), and
+    /// counted; processing goes on. Under either deserialization policy: it
+    /// is the app's own record, and stopping would only stop at it again on restart.
+    pub(crate) fn undeliverable(
+        &mut self,
+        topic: &Arc<str>,
+        key: Option<Vec<u8>>,
+        error: DecodeError,
+        timestamp: i64,
+        mut headers: Headers,
+    ) {
+        self.metrics.dead_lettered += 1;
+        headers.add("dlq.error", error.0.into_bytes());
+        headers.add("dlq.topic", self.meta.topic.as_bytes());
+        headers.add("dlq.partition", self.meta.partition.to_string().into_bytes());
+        headers.add("dlq.offset", self.meta.offset.to_string().into_bytes());
+        headers.add("dlq.destination", topic.as_bytes());
+        let dlq = self.dlq_topic.clone();
+        self.send(&dlq, key, None, timestamp, headers);
+    }
+
     /// Applies the deserialization policy to a record that could not be decoded.
     pub(crate) fn dead_letter(
         &mut self,

@@ -105,6 +105,9 @@ pub struct DeadLetter {
     pub partition: u32,
     /// Its offset.
     pub offset: u64,
+    /// For a record the app produced but could not encode: the topic it was for (the other fields then
+    /// name the input record being processed).
+    pub destination: Option<String>,
 }
 
 impl DeadLetter {
@@ -117,6 +120,7 @@ impl DeadLetter {
             topic: headers.last_str("dlq.topic")?.to_string(),
             partition: headers.last_str("dlq.partition")?.parse().ok()?,
             offset: headers.last_str("dlq.offset")?.parse().ok()?,
+            destination: headers.last_str("dlq.destination").map(str::to_string),
         })
     }
 }

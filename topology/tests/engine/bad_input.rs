@@ -70,3 +70,30 @@ fn the_fail_policy_stops_with_an_error_naming_the_record() {
     assert!(matches!(err, Error::Deserialization { ref topic, offset: 0, .. } if topic == "clicks"));
     assert_eq!(err.to_string(), "cannot deserialize record from clicks[0]@0");
 }
+
+#[test]
+fn records_the_app_cannot_encode_go_to_the_dead_letter_topic_and_processing_continues() {
+    use std::collections::BTreeMap;
+    // A map with tuple keys is a fine Rust value but not JSON (object keys must be strings).
+    let mut b = StreamsBuilder::new();
+    b.stream("pairs", Consumed::with(s(), json::<Vec<(u32, u32)>>()))
+        .map_values(|pairs: Vec<(u32, u32)>| {
+            pairs.into_iter().map(|p| (p, 1u32)).collect::<BTreeMap<(u32, u32), u32>>()
+        })
+        .to("maps", Produced::with(s(), json::<BTreeMap<(u32, u32), u32>>()));
+    let d = TestDriver::builder(b.build().unwrap()).application_id("app").build().unwrap();
+    let pairs = d.input_topic("pairs", s(), json::<Vec<(u32, u32)>>());
+    pairs.pipe("empty".into(), vec![], 1);
+    pairs.pipe("one".into(), vec![(1, 2)], 2);
+    pairs.pipe("empty-again".into(), vec![], 3);
+    let out: Vec<String> = d.output_topic("maps", s(), s()).read_records().into_iter().map(|r| r.key).collect();
+    assert_eq!(out, vec!["empty".to_string(), "empty-again".to_string()], "the run went on");
+    assert_eq!(d.metrics().dead_lettered, 1);
+    let dlq = d.dead_letters("app-dlq");
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].key.as_deref(), Some(b"one".as_slice()));
+    assert_eq!(dlq[0].value, None, "the value could not be encoded");
+    assert_eq!(dlq[0].destination.as_deref(), Some("maps"));
+    assert_eq!((dlq[0].topic.as_str(), dlq[0].offset), ("pairs", 1), "the input record it came from");
+    assert!(dlq[0].error.contains("value: cannot encode as JSON"), "{}", dlq[0].error);
+}
