@@ -181,6 +181,13 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) {
     bincode::serde::encode_into_std_write(value, buf, CONFIG).expect("bincode encodes serde types");
 }
 
+/// [`encode_into`], or why serde refused the value.
+pub(crate) fn try_encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<(), DecodeError> {
+    bincode::serde::encode_into_std_write(value, buf, CONFIG)
+        .map(|_| ())
+        .map_err(|e| DecodeError::new(format!("cannot encode with bincode: {e}")))
+}
+
 /// Decodes a whole bincode value.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     bincode::serde::decode_from_slice(bytes, CONFIG)

@@ -12,7 +12,7 @@ use super::bytes::BytesStore;
 use super::memory::{decode_key, KeyBuf};
 use super::{read_ts, Data, KeyValueStore, SessionStore, StateStore, WindowStore};
 use crate::error::{Error, Result};
-use crate::serdes::{decode, encode_into};
+use crate::serdes::decode;
 use crate::window::Window;
 
 /// The format of stored values this build writes and reads.
@@ -21,10 +21,18 @@ pub(crate) const FORMAT_VERSION: u8 = 1;
 /// The first store error of a task, checked after every record.
 pub(crate) type ErrorSlot = Rc<RefCell<Option<Error>>>;
 
-pub(crate) fn encode_value<V: Data>(v: &V) -> Vec<u8> {
+/// A value's stored form: the format version, then its bincode; an error names the store when serde
+/// refuses the value (a failing `Serialize`, a sequence of unknown length): the task stops with it,
+/// rather than panicking.
+pub(crate) fn encode_value<V: Data>(store: &str, v: &V) -> Result<Vec<u8>> {
     let mut buf = vec![FORMAT_VERSION];
-    encode_into(v, &mut buf);
-    buf
+    try_encode_into(store, v, &mut buf)?;
+    Ok(buf)
+}
+
+fn try_encode_into<V: Data>(store: &str, v: &V, buf: &mut Vec<u8>) -> Result<()> {
+    crate::serdes::try_encode_into(v, buf)
+        .map_err(|e| Error::State { store: store.to_string(), message: format!("value cannot be stored: {e}") })
 }
 
 pub(crate) fn decode_value<V: Data>(store: &str, bytes: &[u8]) -> Result<V> {
@@ -75,12 +83,12 @@ impl Inner {
         self.ok(out.transpose())
     }
     fn put<V: Data>(&self, key: &[u8], v: &V) {
-        let r = self.stack.borrow_mut().put(key, encode_value(v));
+        let r = encode_value(&self.name, v).and_then(|v| self.stack.borrow_mut().put(key, v));
         self.ok(r)
     }
     /// [`put`](Self::put) of a key stored nowhere yet (see `BytesStore::put_new`).
     fn put_new<V: Data>(&self, key: &[u8], v: &V) {
-        let r = self.stack.borrow_mut().put_new(key, encode_value(v));
+        let r = encode_value(&self.name, v).and_then(|v| self.stack.borrow_mut().put_new(key, v));
         self.ok(r)
     }
     /// Runs `f` on the encoded `key ++ suffix` without allocating.
@@ -113,7 +121,12 @@ impl Inner {
                     }
                 };
                 buf.push(FORMAT_VERSION);
-                encode_into(&f(prev), buf);
+                if let Err(e) = try_encode_into(&self.name, &f(prev), buf) {
+                    // The task stops with the error; the old value stays.
+                    failed = Some(e);
+                    buf.clear();
+                    buf.extend_from_slice(raw.unwrap_or(&[]));
+                }
             })
         });
         self.ok(r);
@@ -297,6 +310,6 @@ mod tests {
             err.to_string(),
             "state store `counts` failed: stored value has format version 7; this build reads version 1 (restore from the changelog or migrate the state directory)"
         );
-        assert_eq!(decode_value::<u64>("c", &encode_value(&42u64)).unwrap(), 42);
+        assert_eq!(decode_value::<u64>("c", &encode_value("c", &42u64).unwrap()).unwrap(), 42);
     }
 }

@@ -530,3 +530,35 @@ fn writes_still_pending_for_sled_at_a_checkpoint_are_replayed_from_the_changelog
     assert_eq!(stats.full_restores, 0);
     assert_eq!(stats.records, KEYS as u64, "the last commit's records, replayed from the applied offset");
 }
+
+/// An aggregate whose `Serialize` fails (as a serde attribute bincode cannot follow would): it can
+/// be computed, not stored.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+struct Unstorable(#[allow(dead_code)] i64);
+
+impl serde::Serialize for Unstorable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("this aggregate refuses to be serialized"))
+    }
+}
+
+#[test]
+fn a_value_that_cannot_be_stored_stops_the_task_with_an_error_naming_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(s(), i()))
+        .group_by_key(Grouped::new())
+        .aggregate(Unstorable::default, |_, v, a: Unstorable| Unstorable(a.0 + v), Materialized::as_("totals"))
+        .to_stream()
+        .map_values(|a: Option<Unstorable>| a.map_or(0, |a| a.0))
+        .to("out", Produced::with(s(), i()));
+    let d = TestDriver::builder(b.build().unwrap())
+        .application_id(APP)
+        .state(StateConfig::new(dir.path()))
+        .build()
+        .unwrap();
+    let err = d.input_topic("in", s(), i()).try_pipe("k".into(), 1, 0).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("`totals`") && text.contains("value cannot be stored"), "{text}");
+    assert!(text.contains("refuses to be serialized"), "{text}");
+}
