@@ -582,16 +582,21 @@ pub(super) mod tests {
         assert_eq!(c.range(b"k-", Some(b"k-\xff"), None).unwrap(), vec![]);
     }
 
-    #[test]
-    fn a_key_put_as_new_and_deleted_before_a_flush_leaves_nothing_behind() {
-        let (mut c, writes) = cache_over_k_old();
-        // As the session index does: no range scan, the caller says the new key is stored nowhere.
+    /// As the session index does 100 times: no range scan, the old key deleted and a new one put,
+    /// the caller saying it is stored nowhere (`k-old`, then `k-000` … `k-099`).
+    fn replace_key_100_times(c: &mut Caching) {
         let mut current = b"k-old".to_vec();
         for i in 0..100u8 {
             c.delete(&current).unwrap();
             current = format!("k-{i:03}").into_bytes();
             c.put_new(&current, vec![i]).unwrap();
         }
+    }
+
+    #[test]
+    fn a_key_put_as_new_and_deleted_before_a_flush_leaves_nothing_behind() {
+        let (mut c, writes) = cache_over_k_old();
+        replace_key_100_times(&mut c);
         assert_eq!(c.dirty, 2, "the old key's tombstone and the live key");
         assert_eq!(c.groups[&0].entries.len(), 2, "the 99 keys that came and went are not cached either");
         c.flush().unwrap();
@@ -644,12 +649,7 @@ pub(super) mod tests {
     #[test]
     fn keys_deleted_while_fresh_never_enter_the_ordered_dirty_set_and_ranges_and_flushes_stay_exact() {
         let (mut c, writes) = cache_over_k_old();
-        let mut current = b"k-old".to_vec();
-        for i in 0..100u8 {
-            c.delete(&current).unwrap();
-            current = format!("k-{i:03}").into_bytes();
-            c.put_new(&current, vec![i]).unwrap();
-        }
+        replace_key_100_times(&mut c);
         // Nothing needed key order yet: the set is empty, the dirty keys wait in the fresh list.
         assert!(c.groups[&0].dirty.is_empty());
         assert_eq!(c.groups[&0].fresh.len(), 101);

@@ -234,13 +234,18 @@ impl Task {
         }
     }
 
-    /// Decodes and buffers one record of `topic`.
-    pub(crate) fn enqueue(&mut self, topic: &str, partition: u32, offset: u64, raw: RawRecord) -> crate::Result<()> {
-        let src = self
-            .sources
+    /// The source reading `topic` (the engine delivers only topics a task reads).
+    fn source_of<'a>(sources: &'a mut [TaskSource], id: TaskId, topic: &str) -> &'a mut TaskSource {
+        sources
             .iter_mut()
             .find(|s| &*s.topic == topic)
-            .unwrap_or_else(|| panic!("task {} does not read topic `{topic}`", self.id));
+            .unwrap_or_else(|| panic!("task {id} does not read topic `{topic}`"))
+    }
+
+    /// Decodes and buffers one record of `topic`.
+    pub(crate) fn enqueue(&mut self, topic: &str, partition: u32, offset: u64, raw: RawRecord) -> crate::Result<()> {
+        let id = self.id;
+        let src = Self::source_of(&mut self.sources, id, topic);
         let meta = RecordMetadata { topic: src.topic.clone(), partition, offset };
         let before = src.node.buffered();
         let queued = src.node.enqueue(&mut self.ctx, meta, raw);
@@ -251,11 +256,7 @@ impl Task {
 
     /// Buffers a typed record of `topic` handed over by a task of the same process.
     pub(crate) fn enqueue_typed(&mut self, topic: &str, partition: u32, offset: u64, record: Handover) {
-        let src = self
-            .sources
-            .iter_mut()
-            .find(|s| &*s.topic == topic)
-            .unwrap_or_else(|| panic!("task {} does not read topic `{topic}`", self.id));
+        let src = Self::source_of(&mut self.sources, self.id, topic);
         let meta = RecordMetadata { topic: src.topic.clone(), partition, offset };
         src.node.enqueue_typed(meta, record.0);
         src.queued.set(src.queued.get() + 1);
