@@ -96,6 +96,10 @@ fn on_kafka_generated_traffic_is_attributed_by_the_rules() {
         crate::feed(&broker, AttributionApp::ID, topic, lines, key, "datetime_occured", deadline)
     };
     feed("users", &lines("users"), &|v| v["id"].to_string());
+    // Users reach their table through a repartition topic: consumed from `users` is not yet in the
+    // table (under load, checkouts could otherwise be joined before their user arrives).
+    let users_by_id = format!("{}-users-by-id-repartition", AttributionApp::ID);
+    crate::wait_consumed(&broker, AttributionApp::ID, &users_by_id, lines("users").len() as i64, deadline);
     feed("clicks", &lines("clicks"), &|v| v["click_id"].as_str().unwrap().to_string());
     feed("checkouts", &lines("checkouts"), &|v| v["checkout_id"].as_str().unwrap().to_string());
     let last: i64 = lines("checkouts")

@@ -62,7 +62,18 @@ pub(crate) fn feed(
 ) {
     let before = committed(broker, group, topic, 2);
     produce(broker, topic, lines, key, time_field);
-    while committed(broker, group, topic, 2) < before + lines.len() as i64 {
+    wait_consumed(broker, group, topic, before + lines.len() as i64, deadline);
+}
+
+/// Waits until `group` has committed `offsets` records (summed over 2 partitions) of `topic`.
+pub(crate) fn wait_consumed(
+    broker: &topology::testing::Broker,
+    group: &str,
+    topic: &str,
+    offsets: i64,
+    deadline: std::time::Instant,
+) {
+    while committed(broker, group, topic, 2) < offsets {
         assert!(std::time::Instant::now() < deadline, "{topic} not consumed");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
