@@ -101,12 +101,12 @@ impl<T: Serialize + DeserializeOwned + 'static> Serde<T> for Json<T> {
 struct Bincode<T>(PhantomData<fn() -> T>);
 impl<T: Serialize + DeserializeOwned + 'static> Serde<T> for Bincode<T> {
     fn serialize(&self, value: &T) -> Option<Vec<u8>> {
-        Some(encode(value))
+        self.try_serialize(value).unwrap_or_else(|e| panic!("{e}"))
     }
     fn try_serialize(&self, value: &T) -> Result<Option<Vec<u8>>, DecodeError> {
-        bincode::serde::encode_to_vec(value, CONFIG)
-            .map(Some)
-            .map_err(|e| DecodeError::new(format!("cannot encode with bincode: {e}")))
+        let mut buf = Vec::new();
+        try_encode_into(value, &mut buf)?;
+        Ok(Some(buf))
     }
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, DecodeError> {
         decode(require(bytes)?)
@@ -173,12 +173,14 @@ const CONFIG: bincode::config::Configuration = bincode::config::standard();
 
 /// Encodes with bincode 2's standard configuration (self-delimiting, so encodings are prefix-free).
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(value, CONFIG).expect("bincode encodes serde types")
+    let mut buf = Vec::new();
+    encode_into(value, &mut buf);
+    buf
 }
 
 /// Appends the bincode encoding of `value` to `buf`.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) {
-    bincode::serde::encode_into_std_write(value, buf, CONFIG).expect("bincode encodes serde types");
+    try_encode_into(value, buf).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// [`encode_into`], or why serde refused the value.

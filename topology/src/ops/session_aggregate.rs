@@ -36,13 +36,13 @@ pub(crate) struct SessionAggregate<K, V, A> {
     pub(crate) _v: std::marker::PhantomData<fn(V)>,
 }
 
+/// A session in `OpenSessions::by_end`: (end, key, start).
+type EndEntry = (i64, Rc<[u8]>, i64);
+
 /// Every open session, by end and by key, so that closing takes exactly the sessions that end before
 /// the close point and a record finds its key's sessions without a range scan of the store (whose
 /// segments are by end time but ordered by key): the store is read by point lookups only, as Flink
 /// keeps a merging-window set per key.
-/// A session in `OpenSessions::by_end`: (end, key, start).
-type EndEntry = (i64, Rc<[u8]>, i64);
-
 #[derive(Default)]
 pub(crate) struct OpenSessions {
     /// The open sessions of each key (the truth).

@@ -19,25 +19,28 @@ pub(crate) struct Source<K, V> {
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
-    fn enqueue(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, raw: RawRecord) -> crate::Result<()> {
+    fn enqueue(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, raw: RawRecord) -> crate::Result<bool> {
         let key = match self.key_serde.deserialize(raw.key.as_deref()) {
             Ok(k) => k,
-            Err(e) => return ctx.dead_letter(&meta, raw, e.context("key")),
+            Err(e) => return ctx.dead_letter(&meta, raw, e.context("key")).map(|()| false),
         };
         let value = match self.value_serde.deserialize(raw.value.as_deref()) {
             Ok(v) => v,
-            Err(e) => return ctx.dead_letter(&meta, raw, e.context("value")),
+            Err(e) => return ctx.dead_letter(&meta, raw, e.context("value")).map(|()| false),
         };
         let timestamp = match &self.extractor {
             None => raw.timestamp,
             Some(f) => match f(&key, &value, raw.timestamp) {
                 Ok(ts) => ts,
-                Err(e) => return ctx.dead_letter(&meta, raw, crate::DecodeError::new(format!("timestamp: {e}"))),
+                Err(e) => {
+                    let error = crate::DecodeError::new(format!("timestamp: {e}"));
+                    return ctx.dead_letter(&meta, raw, error).map(|()| false);
+                }
             },
         };
         let record = Record { key, value, timestamp, headers: raw.headers };
         self.queue.push_back((record, meta));
-        Ok(())
+        Ok(true)
     }
 
     fn enqueue_typed(&mut self, meta: RecordMetadata, record: Box<dyn std::any::Any>) {

@@ -11,9 +11,6 @@ use crate::log::LocalLog;
 /// stream time, which a restore takes up again).
 pub type ReplayFn<'a> = dyn FnMut(&[u8], Option<&[u8]>, i64) -> Result<()> + 'a;
 
-/// Receives writes without a timestamp: key and value (`None` = delete).
-pub(crate) type ReplayFnUntimed<'a> = dyn FnMut(&[u8], Option<&[u8]>) -> Result<()> + 'a;
-
 /// The changelog of one store partition.
 pub trait Changelog {
     /// Appends a write (`None` = delete). May be buffered until [`flush`](Self::flush).

@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use super::bytes::{BytesStore, TimeHint, UpdateFn};
 use super::changelog::Changelog;
-use super::sled_store::SegmentTime;
+use super::sled_store::{groups_in, segment_of, Segmenting};
 use crate::error::Result;
 
 /// Implements `BytesStore` methods that a layer passes to `self.inner` unchanged.
@@ -115,8 +115,8 @@ const FRESH_OVERHEAD: usize = 40;
 pub(crate) struct Caching {
     pub(crate) inner: Box<dyn BytesStore>,
     pub(crate) max_bytes: usize,
-    /// For segmented stores: the segment time of a key and the segment length.
-    pub(crate) segments: Option<(SegmentTime, i64)>,
+    /// For segmented stores: how keys fall into time segments (one group each).
+    pub(crate) segments: Option<Segmenting>,
     pub(crate) stats: Rc<StoreStats>,
     groups: BTreeMap<i64, Group>,
     bytes: usize,
@@ -139,6 +139,11 @@ struct Group {
 }
 
 impl Group {
+    /// Bytes the fresh list holds (counted in `Caching::fresh_bytes`).
+    fn fresh_bytes(&self) -> usize {
+        self.fresh.iter().map(|k| k.len() + FRESH_OVERHEAD).sum()
+    }
+
     /// Puts the fresh keys still dirty into the ordered set (the others were deleted meanwhile).
     fn settle(&mut self) {
         for k in self.fresh.drain(..) {
@@ -176,7 +181,7 @@ impl Caching {
     pub(crate) fn new(
         inner: Box<dyn BytesStore>,
         max_bytes: usize,
-        segments: Option<(SegmentTime, i64)>,
+        segments: Option<Segmenting>,
         stats: Rc<StoreStats>,
     ) -> Self {
         Caching {
@@ -210,8 +215,7 @@ impl Caching {
         for s in segments {
             if let Some(g) = self.groups.get_mut(s) {
                 if !g.fresh.is_empty() {
-                    self.fresh_bytes =
-                        self.fresh_bytes.saturating_sub(g.fresh.iter().map(|k| k.len() + FRESH_OVERHEAD).sum());
+                    self.fresh_bytes = self.fresh_bytes.saturating_sub(g.fresh_bytes());
                     g.settle();
                 }
             }
@@ -223,7 +227,7 @@ impl Caching {
     }
 
     fn segment_of(&self, key: &[u8]) -> i64 {
-        self.segments.map_or(0, |(time_of, interval)| time_of(key).div_euclid(interval))
+        segment_of(self.segments, key)
     }
 
     /// Caches `value` for `key`; `dirty` when it still has to reach the store below. A new entry's
@@ -295,13 +299,7 @@ impl Caching {
 
     /// The cached segments a range with this time hint can touch.
     fn segments_in(&self, time: TimeHint) -> Vec<i64> {
-        match (time, self.segments) {
-            (Some((from, to)), Some((_, interval))) => {
-                let (a, b) = (from.div_euclid(interval), to.div_euclid(interval).max(from.div_euclid(interval)));
-                self.groups.range(a..=b).map(|(s, _)| *s).collect()
-            }
-            _ => self.groups.keys().copied().collect(),
-        }
+        groups_in(self.segments, time, &self.groups).map(|(s, _)| *s).collect()
     }
 
     fn lookup(&self, key: &[u8]) -> Option<&Entry> {
@@ -415,13 +413,12 @@ impl BytesStore for Caching {
     fn expire_before(&mut self, t: i64) -> Result<()> {
         // Only the segments the store below drops go: an entry in a surviving segment (a tombstone above
         // all) must still be written down, or an older value would come back.
-        if let Some((_, interval)) = self.segments {
-            let first_kept = t.div_euclid(interval);
+        if let Some(segments) = self.segments {
+            let first_kept = segments.at(t);
             if self.groups.keys().next().is_some_and(|&s| s < first_kept) {
                 let kept = self.groups.split_off(&first_kept);
                 for (_, group) in std::mem::replace(&mut self.groups, kept) {
-                    let fresh: usize = group.fresh.iter().map(|k| k.len() + FRESH_OVERHEAD).sum();
-                    self.fresh_bytes = self.fresh_bytes.saturating_sub(fresh);
+                    self.fresh_bytes = self.fresh_bytes.saturating_sub(group.fresh_bytes());
                     for (k, e) in group.entries {
                         self.bytes -= Self::cost(&k, &e.value);
                         self.dirty -= usize::from(e.dirty);

@@ -27,8 +27,9 @@ pub use changelog::{Changelog, EntriesFn, EntrySink, LogChangelog, ReplayFn};
 pub(crate) use layers::{Caching, ChangeLogging, Metered, SharedChangelog, StoreStats};
 pub(crate) use memory::{decode_key, InMemoryKeyValueStore, InMemorySessionStore, InMemoryWindowStore};
 pub(crate) use persistent::ErrorSlot;
+pub(crate) use sled_store::Segmenting;
 pub(crate) use sled_store::{SledKv, SledSegmented};
-pub(crate) use write_behind::{Pending, WriteBehind};
+pub(crate) use write_behind::{for_each_over, Pending, WriteBehind};
 
 use crate::window::Window;
 

@@ -84,18 +84,61 @@ fn each(store: &str, tree: &sled::Tree, f: &mut EntrySink<'_>) -> Result<()> {
 /// Extracts the segment time from a composite key (window start, or session end).
 pub(crate) type SegmentTime = fn(&[u8]) -> i64;
 
+/// How a window or session store's keys fall into time segments: one sled tree per segment, and the
+/// layers above group their entries the same way (so scans and expiry touch only the segments involved).
+#[derive(Clone, Copy)]
+pub(crate) struct Segmenting {
+    time_of: SegmentTime,
+    interval: i64,
+}
+
+impl Segmenting {
+    pub(crate) fn new(time_of: SegmentTime, retention: i64) -> Segmenting {
+        Segmenting { time_of, interval: super::segment_interval(retention) }
+    }
+    /// The segment holding time `t`.
+    pub(crate) fn at(&self, t: i64) -> i64 {
+        t.div_euclid(self.interval)
+    }
+    /// The segment of a key.
+    pub(crate) fn of(&self, key: &[u8]) -> i64 {
+        self.at((self.time_of)(key))
+    }
+    /// The segments a time range `[from, to]` can touch.
+    pub(crate) fn span(&self, (from, to): (i64, i64)) -> std::ops::RangeInclusive<i64> {
+        let first = self.at(from);
+        first..=self.at(to).max(first)
+    }
+}
+
+/// The segment of `key` for a layer grouped by `segments` (key-value stores: the one group 0).
+pub(crate) fn segment_of(segments: Option<Segmenting>, key: &[u8]) -> i64 {
+    segments.map_or(0, |s| s.of(key))
+}
+
+/// The groups (by segment) of a layer that a scan with this time hint can touch: all of them without a
+/// hint or segments.
+pub(crate) fn groups_in<G>(
+    segments: Option<Segmenting>,
+    time: TimeHint,
+    groups: &BTreeMap<i64, G>,
+) -> std::collections::btree_map::Range<'_, i64, G> {
+    match (time, segments) {
+        (Some(span), Some(s)) => groups.range(s.span(span)),
+        _ => groups.range(..),
+    }
+}
+
 /// A window or session store: one sled tree per time segment, named `<store>.<segment id>`.
 pub(crate) struct SledSegmented {
     name: String,
     db: sled::Db,
-    interval: i64,
-    time_of: SegmentTime,
+    by_time: Segmenting,
     segments: BTreeMap<i64, sled::Tree>,
 }
 
 impl SledSegmented {
-    pub(crate) fn open(db: &sled::Db, name: &str, retention: i64, time_of: SegmentTime) -> Result<SledSegmented> {
-        let interval = super::segment_interval(retention);
+    pub(crate) fn open(db: &sled::Db, name: &str, by_time: Segmenting) -> Result<SledSegmented> {
         let prefix = format!("{name}.");
         let mut segments = BTreeMap::new();
         for tree_name in db.tree_names() {
@@ -104,11 +147,11 @@ impl SledSegmented {
                 segments.insert(id, db.open_tree(tree_name).map_err(|e| sled_err(name, e))?);
             }
         }
-        Ok(SledSegmented { name: name.to_string(), db: db.clone(), interval, time_of, segments })
+        Ok(SledSegmented { name: name.to_string(), db: db.clone(), by_time, segments })
     }
 
     fn segment(&mut self, key: &[u8]) -> Result<&sled::Tree> {
-        let id = (self.time_of)(key).div_euclid(self.interval);
+        let id = self.by_time.of(key);
         if !self.segments.contains_key(&id) {
             let tree = self.db.open_tree(format!("{}.{id}", self.name)).map_err(|e| sled_err(&self.name, e))?;
             self.segments.insert(id, tree);
@@ -119,8 +162,7 @@ impl SledSegmented {
 
 impl BytesStore for SledSegmented {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let id = (self.time_of)(key).div_euclid(self.interval);
-        match self.segments.get(&id) {
+        match self.segments.get(&self.by_time.of(key)) {
             Some(t) => Ok(t.get(key).map_err(|e| sled_err(&self.name, e))?.map(|v| v.to_vec())),
             None => Ok(None),
         }
@@ -130,19 +172,14 @@ impl BytesStore for SledSegmented {
         self.segment(key)?.insert(key, value).map_err(|e| sled_err(&name, e)).map(|_| ())
     }
     fn delete(&mut self, key: &[u8]) -> Result<()> {
-        let id = (self.time_of)(key).div_euclid(self.interval);
-        if let Some(t) = self.segments.get(&id) {
+        if let Some(t) = self.segments.get(&self.by_time.of(key)) {
             t.remove(key).map_err(|e| sled_err(&self.name, e))?;
         }
         Ok(())
     }
     fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, time: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let ids: Vec<i64> = match time {
-            Some((from, to)) => {
-                let (a, b) =
-                    (from.div_euclid(self.interval), to.div_euclid(self.interval).max(from.div_euclid(self.interval)));
-                self.segments.range(a..=b).map(|(id, _)| *id).collect()
-            }
+            Some(span) => self.segments.range(self.by_time.span(span)).map(|(id, _)| *id).collect(),
             None => self.segments.keys().copied().collect(),
         };
         let mut out = Vec::new();
@@ -159,7 +196,7 @@ impl BytesStore for SledSegmented {
         Ok(())
     }
     fn expire_before(&mut self, t: i64) -> Result<()> {
-        let keep_from = t.div_euclid(self.interval);
+        let keep_from = self.by_time.at(t);
         let expired: Vec<i64> = self.segments.range(..keep_from).map(|(id, _)| *id).collect();
         for id in expired {
             self.segments.remove(&id);

@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 use super::bytes::{BytesStore, TimeHint};
 use super::changelog::EntrySink;
-use super::sled_store::SegmentTime;
+use super::sled_store::{groups_in, segment_of, Segmenting};
 use crate::error::Result;
 
 /// Per-entry bookkeeping counted against the bound, besides key and value bytes.
@@ -54,21 +54,6 @@ impl Pending {
         self.len == 0
     }
 
-    /// Whether a write of `key` is pending.
-    pub(crate) fn contains(&self, key: &[u8]) -> bool {
-        self.groups.values().any(|g| g.contains_key(key))
-    }
-
-    /// Calls `f` for every pending write: key and value (`None`: a delete).
-    pub(crate) fn for_each(&self, f: &mut super::changelog::ReplayFnUntimed<'_>) -> Result<()> {
-        for group in self.groups.values() {
-            for (k, w) in group {
-                f(k, w.value.as_deref())?;
-            }
-        }
-        Ok(())
-    }
-
     fn cost(key: &[u8], value: &Option<Vec<u8>>) -> usize {
         key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD
     }
@@ -98,27 +83,50 @@ impl Pending {
     }
 }
 
+/// Calls `f` for every entry of `store` with the `pending` writes over it (a key pending takes its
+/// pending value, or is gone if that is a delete): what the store holds once they are written. For
+/// `WriteBehind::for_each` and for rewriting a changelog from a store opened on its own.
+pub(crate) fn for_each_over(
+    store: &mut dyn BytesStore,
+    pending: &Pending,
+    segments: Option<Segmenting>,
+    f: &mut EntrySink<'_>,
+) -> Result<()> {
+    store.for_each(&mut |k, v| match pending.get(segment_of(segments, k), k) {
+        Some(_) => Ok(()),
+        None => f(k, v),
+    })?;
+    for group in pending.groups.values() {
+        for (k, w) in group {
+            if let Some(v) = &w.value {
+                f(k, v)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The write-behind layer over a sled store (see the module docs).
 pub(crate) struct WriteBehind {
     pub(crate) inner: Box<dyn BytesStore>,
     pending: Rc<RefCell<Pending>>,
     max_bytes: usize,
-    /// For segmented stores: the segment time of a key and the segment length.
-    segments: Option<(SegmentTime, i64)>,
+    /// For segmented stores: how keys fall into time segments (one group each).
+    segments: Option<Segmenting>,
 }
 
 impl WriteBehind {
     pub(crate) fn new(
         inner: Box<dyn BytesStore>,
         max_bytes: usize,
-        segments: Option<(SegmentTime, i64)>,
+        segments: Option<Segmenting>,
     ) -> (WriteBehind, Rc<RefCell<Pending>>) {
         let pending = Rc::new(RefCell::new(Pending::default()));
         (WriteBehind { inner, pending: pending.clone(), max_bytes, segments }, pending)
     }
 
     fn segment_of(&self, key: &[u8]) -> i64 {
-        self.segments.map_or(0, |(time_of, interval)| time_of(key).div_euclid(interval))
+        segment_of(self.segments, key)
     }
 
     /// Writes the pending writes made before epoch `before` to sled (all of them with `u64::MAX`).
@@ -185,17 +193,7 @@ impl BytesStore for WriteBehind {
         self.write(key, None, false)
     }
     fn for_each(&mut self, f: &mut EntrySink<'_>) -> Result<()> {
-        let pending = self.pending.borrow();
-        self.inner.for_each(
-            &mut |k, v| match pending.get(self.segments.map_or(0, |(t, i)| t(k).div_euclid(i)), k) {
-                Some(_) => Ok(()),
-                None => f(k, v),
-            },
-        )?;
-        pending.for_each(&mut |k, v| match v {
-            Some(v) => f(k, v),
-            None => Ok(()),
-        })
+        for_each_over(&mut *self.inner, &self.pending.borrow(), self.segments, f)
     }
     fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, time: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let below = self.inner.range(lo, hi, time)?;
@@ -203,15 +201,10 @@ impl BytesStore for WriteBehind {
         if pending.is_empty() {
             return Ok(below);
         }
-        let groups: Vec<&BTreeMap<Vec<u8>, Write>> = match (time, self.segments) {
-            (Some((from, to)), Some((_, interval))) => {
-                let (a, b) = (from.div_euclid(interval), to.div_euclid(interval).max(from.div_euclid(interval)));
-                pending.groups.range(a..=b).map(|(_, g)| g).collect()
-            }
-            _ => pending.groups.values().collect(),
-        };
         let upper = hi.map_or(Bound::Unbounded, Bound::Included);
-        let mut writes = groups.into_iter().flat_map(|g| g.range::<[u8], _>((Bound::Included(lo), upper))).peekable();
+        let mut writes = groups_in(self.segments, time, &pending.groups)
+            .flat_map(|(_, g)| g.range::<[u8], _>((Bound::Included(lo), upper)))
+            .peekable();
         if writes.peek().is_none() {
             return Ok(below);
         }
@@ -225,8 +218,8 @@ impl BytesStore for WriteBehind {
         Ok(merged.into_iter().collect())
     }
     fn expire_before(&mut self, t: i64) -> Result<()> {
-        if let Some((_, interval)) = self.segments {
-            let keep_from = t.div_euclid(interval);
+        if let Some(segments) = self.segments {
+            let keep_from = segments.at(t);
             let mut pending = self.pending.borrow_mut();
             let expired: Vec<i64> = pending.groups.range(..keep_from).map(|(s, _)| *s).collect();
             for s in expired {

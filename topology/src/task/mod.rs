@@ -80,8 +80,9 @@ pub(crate) trait Punctuator {
 
 /// A source node: decodes raw records into its typed queue and feeds them to its children.
 pub(crate) trait SourceNode {
-    /// Decodes and buffers; a record that cannot be decoded goes to the dead-letter handler.
-    fn enqueue(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, raw: RawRecord) -> crate::Result<()>;
+    /// Decodes and buffers; a record that cannot be decoded goes to the dead-letter handler. Whether
+    /// it was buffered.
+    fn enqueue(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, raw: RawRecord) -> crate::Result<bool>;
     /// Buffers a typed `Record<K, V>` handed over in-process (see `TaskCtx::typed_handover`).
     fn enqueue_typed(&mut self, meta: RecordMetadata, record: Box<dyn Any>);
     /// Timestamp of the next buffered record.
@@ -247,11 +248,10 @@ impl Task {
         let id = self.id;
         let src = Self::source_of(&mut self.sources, id, topic);
         let meta = RecordMetadata { topic: src.topic.clone(), partition, offset };
-        let before = src.node.buffered();
-        let queued = src.node.enqueue(&mut self.ctx, meta, raw);
-        // Not counted when dead-lettered.
-        src.queued.set(src.queued.get() + src.node.buffered() - before);
-        queued
+        if src.node.enqueue(&mut self.ctx, meta, raw)? {
+            src.queued.set(src.queued.get() + 1);
+        }
+        Ok(())
     }
 
     /// Buffers a typed record of `topic` handed over by a task of the same process.

@@ -20,13 +20,10 @@ use std::time::Instant;
 use super::TaskId;
 use crate::error::{Error, Result};
 use crate::state::{
-    session_time, window_time, BytesStore, Caching, ChangeLogging, Changelog, ErrorSlot, LogChangelog, Metered,
-    Pending, SharedChangelog, SledKv, SledSegmented, StateStore, StoreBuilder, StoreInstance, StoreKind, StoreStats,
-    WriteBehind,
+    for_each_over, session_time, window_time, BytesStore, Caching, ChangeLogging, Changelog, ErrorSlot, LogChangelog,
+    Metered, Pending, Segmenting, SharedChangelog, SledKv, SledSegmented, StateStore, StoreBuilder, StoreInstance,
+    StoreKind, StoreStats, WriteBehind,
 };
-
-/// Reads the time from a window or session store's key.
-type TimeOf = fn(&[u8]) -> i64;
 
 /// Opens the changelog of a store partition: `(changelog topic, partition)`.
 pub type ChangelogFactory = Arc<dyn Fn(&str, u32) -> Result<Box<dyn Changelog>> + Send + Sync>;
@@ -319,24 +316,24 @@ impl StateManager {
         self.checkpoint.as_ref().map_or(i64::MIN, |c| c.stream_time).max(self.restored_stream_time)
     }
 
-    /// The store's sled-backed byte store, and how to read a time from its keys (window and session
-    /// stores).
-    fn open_stack(&self, builder: &StoreBuilder) -> Result<(Box<dyn BytesStore>, Option<TimeOf>)> {
+    /// The store's sled-backed byte store, and how its keys fall into time segments (window and
+    /// session stores).
+    fn open_stack(&self, builder: &StoreBuilder) -> Result<(Box<dyn BytesStore>, Option<Segmenting>)> {
         self.open_sled(&builder.name, builder.kind, builder.retention)
     }
 
-    fn open_sled(&self, name: &str, kind: StoreKind, retention: i64) -> Result<(Box<dyn BytesStore>, Option<TimeOf>)> {
-        Ok(match kind {
-            StoreKind::KeyValue => (Box::new(SledKv::open(&self.db, name)?), None),
-            StoreKind::Window => {
-                let f: TimeOf = window_time;
-                (Box::new(SledSegmented::open(&self.db, name, retention, f)?), Some(f))
-            }
-            StoreKind::Session => {
-                let f: TimeOf = session_time;
-                (Box::new(SledSegmented::open(&self.db, name, retention, f)?), Some(f))
-            }
-        })
+    fn open_sled(
+        &self,
+        name: &str,
+        kind: StoreKind,
+        retention: i64,
+    ) -> Result<(Box<dyn BytesStore>, Option<Segmenting>)> {
+        let by_time = match kind {
+            StoreKind::KeyValue => return Ok((Box::new(SledKv::open(&self.db, name)?), None)),
+            StoreKind::Window => Segmenting::new(window_time, retention),
+            StoreKind::Session => Segmenting::new(session_time, retention),
+        };
+        Ok((Box::new(SledSegmented::open(&self.db, name, by_time)?), Some(by_time)))
     }
 
     fn changelog_of(&self, name: &str) -> Result<SharedChangelog> {
@@ -377,11 +374,10 @@ impl StateManager {
     /// Creates a store's layers (`Metered(Caching(ChangeLogging(WriteBehind(sled))))` for a logged store) and restores it.
     pub(crate) fn create(&mut self, builder: &StoreBuilder, errors: ErrorSlot) -> Result<StoreInstance> {
         let name = &builder.name;
-        let (mut stack, time_of) = self.open_stack(builder)?;
+        let (mut stack, segments) = self.open_stack(builder)?;
         if builder.logging {
             let changelog = self.changelog_of(name)?;
             let end = self.restore_store(name, &mut *stack, &changelog)?;
-            let segments = time_of.map(|f| (f, crate::state::segment_interval(builder.retention)));
             let max_bytes = self.config.cache_max_bytes.max(MIN_WRITE_BEHIND_BYTES);
             let (write_behind, pending) = WriteBehind::new(stack, max_bytes, segments);
             self.changelogs.push(Logged {
@@ -400,7 +396,6 @@ impl StateManager {
         let stats = Rc::new(StoreStats::default());
         self.stats.insert(name.clone(), stats.clone());
         if self.config.cache_max_bytes > 0 {
-            let segments = time_of.map(|f| (f, crate::state::segment_interval(builder.retention)));
             stack = Box::new(Caching::new(stack, self.config.cache_max_bytes, segments, stats.clone()));
         }
         stack = Box::new(Metered { inner: stack, stats });
@@ -575,15 +570,12 @@ impl StateManager {
     ) -> Result<()> {
         for &i in due {
             let l = &self.changelogs[i];
-            let (mut store, _) = self.open_sled(&l.name, l.kind, l.retention)?;
+            let (mut store, segments) = self.open_sled(&l.name, l.kind, l.retention)?;
             let pending = l.pending.borrow();
-            let end = l.log.borrow_mut().compact(
-                &mut |sink| {
-                    store.for_each(&mut |k, v| if pending.contains(k) { Ok(()) } else { sink(k, v) })?;
-                    pending.for_each(&mut |k, v| v.map_or(Ok(()), |v| sink(k, v)))
-                },
-                stream_time,
-            )?;
+            let end = l
+                .log
+                .borrow_mut()
+                .compact(&mut |sink| for_each_over(&mut *store, &pending, segments, sink), stream_time)?;
             tracing::debug!(task = %self.task, store = %l.name, records = end, "changelog compacted");
             offsets.insert(l.name.clone(), end);
             applied.insert(l.name.clone(), if pending.is_empty() { end } else { 0 });
