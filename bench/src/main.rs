@@ -17,6 +17,8 @@ mod workloads;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
@@ -75,7 +77,8 @@ struct NexmarkArgs {
     /// Events to generate.
     #[arg(long, default_value_t = 1_000_000)]
     events: usize,
-    /// The events file: generated there if missing (default: a temporary file).
+    /// Read the events as JSON Lines from this file (generated there if missing; parsing is timed)
+    /// instead of as typed records from the generator (made ahead in chunks, not timed).
     #[arg(long)]
     input: Option<PathBuf>,
     /// State directory (default: a temporary directory).
@@ -87,13 +90,13 @@ struct NexmarkArgs {
 }
 
 impl NexmarkArgs {
-    /// The events file, generated first if needed (not timed).
-    fn events_file(&self, tmp: &std::path::Path) -> Result<PathBuf, String> {
-        let path = self.input.clone().unwrap_or_else(|| tmp.join("nexmark.jsonl"));
+    /// The events file when the run reads one, generated first if needed (not timed).
+    fn events_file(&self) -> Result<Option<PathBuf>, String> {
+        let Some(path) = self.input.clone() else { return Ok(None) };
         if !path.exists() {
             nexmark::generate(self.events, &path).map_err(|e| format!("{}: {e}", path.display()))?;
         }
-        Ok(path)
+        Ok(Some(path))
     }
 }
 
@@ -107,34 +110,45 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn report(workload: &str, events: u64, wall_s: f64, rows: u64, checksum: String, late: u64) {
-    println!(
-        "{}",
-        json!({"workload": workload, "events": events, "wall_s": (wall_s * 1000.0).round() / 1000.0,
-            "events_per_s": (events as f64 / wall_s).round(), "peak_rss_mb": (peak_rss_mb() * 10.0).round() / 10.0,
-            "output_rows": rows, "checksum": checksum, "late": late})
-    );
+/// Prints a run's line. `generator_s`: time spent making input events ahead (Nexmark's typed input),
+/// left out of `wall_s` and the rate, and shown when there was any.
+fn report(workload: &str, events: u64, wall_s: f64, rows: u64, checksum: String, late: u64, generator_s: f64) {
+    let wall_s = wall_s - generator_s;
+    let mut line = json!({"workload": workload, "events": events, "wall_s": (wall_s * 1000.0).round() / 1000.0,
+        "events_per_s": (events as f64 / wall_s).round(), "peak_rss_mb": (peak_rss_mb() * 10.0).round() / 10.0,
+        "output_rows": rows, "checksum": checksum, "late": late});
+    if generator_s > 0.0 {
+        line["generator_s"] = json!((generator_s * 1000.0).round() / 1000.0);
+    }
+    println!("{line}");
+}
+
+/// Nanoseconds spent making events ahead, as seconds.
+fn seconds(ns: &AtomicU64) -> f64 {
+    ns.load(Ordering::Relaxed) as f64 / 1e9
 }
 
 /// Runs `topology` on the embedded runtime (sled, changelogs) from `input` into `output` (topic, file)
-/// and reports it; `checksum` reads back the rows it wrote.
+/// and reports it; `checksum` reads back the rows it wrote; `making`: time the input spent making
+/// events ahead (ns), not the engine's.
 fn run_engine(
     name: &str,
     topology: &topology::Topology,
-    (input_topic, input): (&str, PathBuf),
+    (input_topic, input): (&str, Input),
     (output_topic, output): (&str, PathBuf),
     state: PathBuf,
     checksum: impl Fn(&std::path::Path) -> std::io::Result<workloads::Checksum>,
+    making: &AtomicU64,
 ) -> Result<(), String> {
     let mut cfg = EmbeddedConfig::new(&format!("bench-{name}"), state);
-    cfg.inputs.push((input_topic.into(), Input::File(input)));
+    cfg.inputs.push((input_topic.into(), input));
     cfg.outputs.push((output_topic.into(), Output::File(output.clone())));
     let started = Instant::now();
     let summary = run_embedded(topology, &cfg).map_err(|e| e.to_string())?;
     let wall = started.elapsed().as_secs_f64();
     let checksum = checksum(&output).map_err(|e| e.to_string())?;
     let events = summary.records_in.get(input_topic).copied().unwrap_or(0);
-    report(name, events, wall, checksum.rows, checksum.hex(), summary.late);
+    report(name, events, wall, checksum.rows, checksum.hex(), summary.late, seconds(making));
     Ok(())
 }
 
@@ -148,35 +162,49 @@ fn engine(name: &str, workload: Workload, files: &Files) -> Result<(), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let output = files.output.clone().unwrap_or_else(|| tmp.path().join("rows.jsonl"));
     let state = files.state_dir.clone().unwrap_or_else(|| tmp.path().join("state"));
-    let input = (workloads::INPUT, files.input.clone());
+    let input = (workloads::INPUT, Input::File(files.input.clone()));
     let checksum = |path: &std::path::Path| workloads::checksum_of_output(workload, path);
-    run_engine(name, &workloads::topology(workload), input, (workloads::OUTPUT, output), state, checksum)
+    let (topology, output) = (workloads::topology(workload), (workloads::OUTPUT, output));
+    run_engine(name, &topology, input, output, state, checksum, &AtomicU64::new(0))
 }
 
 fn floor(name: &str, workload: Workload, files: &Files) -> Result<(), String> {
     let lines = open_lines(&files.input)?;
     let started = Instant::now();
     let r = workloads::floor_reader(workload, lines).map_err(|e| e.to_string())?;
-    report(name, r.events, started.elapsed().as_secs_f64(), r.checksum.rows, r.checksum.hex(), r.late);
+    report(name, r.events, started.elapsed().as_secs_f64(), r.checksum.rows, r.checksum.hex(), r.late, 0.0);
     Ok(())
 }
 
+/// Nexmark's events: the file's lines, or typed records from the generator (at its default 10,000
+/// events per second of event time).
+const NEXMARK_RATE: usize = 10_000;
+
 fn nexmark_engine(args: &NexmarkArgs) -> Result<(), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let input = (nexmark::INPUT, args.events_file(tmp.path())?);
+    let making = Arc::new(AtomicU64::new(0));
+    let input = match args.events_file()? {
+        Some(path) => Input::File(path),
+        None => Input::Records(nexmark::input(args.events, NEXMARK_RATE, making.clone())),
+    };
     let output = (nexmark::OUTPUT, tmp.path().join("rows.jsonl"));
     let state = args.state_dir.clone().unwrap_or_else(|| tmp.path().join("state"));
     let name = format!("nexmark-{}", args.query.name());
-    run_engine(&name, &nexmark::topology(args.query), input, output, state, nexmark::checksum_of_output)
+    let topology = nexmark::topology(args.query);
+    run_engine(&name, &topology, (nexmark::INPUT, input), output, state, nexmark::checksum_of_output, &making)
 }
 
 fn nexmark_floor(args: &NexmarkArgs) -> Result<(), String> {
-    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let lines = open_lines(&args.events_file(tmp.path())?)?;
+    let making = Arc::new(AtomicU64::new(0));
+    let file = args.events_file()?;
     let started = Instant::now();
-    let r = nexmark::floor_reader(args.query, lines).map_err(|e| e.to_string())?;
+    let r = match file {
+        Some(path) => nexmark::floor_reader(args.query, open_lines(&path)?).map_err(|e| e.to_string())?,
+        None => nexmark::floor_events(args.query, nexmark::pregenerated(args.events, NEXMARK_RATE, making.clone())),
+    };
+    let wall = started.elapsed().as_secs_f64();
     let name = format!("floor-nexmark-{}", args.query.name());
-    report(&name, r.events, started.elapsed().as_secs_f64(), r.checksum.rows, r.checksum.hex(), 0);
+    report(&name, r.events, wall, r.checksum.rows, r.checksum.hex(), 0, seconds(&making));
     Ok(())
 }
 
@@ -227,13 +255,17 @@ fn print_pairs(results: &[serde_json::Value]) -> Result<(), String> {
 }
 
 fn nexmark_table(args: &NexmarkArgs) -> Result<(), String> {
-    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let input = args.events_file(tmp.path())?;
+    let events = args.events.to_string();
+    let file = args.events_file()?;
     let mut results = Vec::new();
     for query in nexmark::Query::ALL {
         for cmd in ["nexmark", "nexmark-floor"] {
-            let q = query.name();
-            results.push(median_of(args.runs, &[cmd.as_ref(), q.as_ref(), "--input".as_ref(), input.as_os_str()])?);
+            let mut argv: Vec<&std::ffi::OsStr> = vec![cmd.as_ref(), query.name().as_ref()];
+            argv.extend([std::ffi::OsStr::new("--events"), events.as_ref()]);
+            if let Some(path) = &file {
+                argv.extend([std::ffi::OsStr::new("--input"), path.as_os_str()]);
+            }
+            results.push(median_of(args.runs, &argv)?);
         }
     }
     print_pairs(&results)

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -24,6 +25,11 @@ pub trait Serde<T>: Send + Sync + 'static {
     }
     /// Decodes bytes (`None` for `null`).
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, DecodeError>;
+    /// Whether every encoding is one compact JSON text: the embedded runtime then embeds it in its
+    /// output lines as it is, without checking.
+    fn is_json(&self) -> bool {
+        false
+    }
 }
 
 /// A shared serde, as stored in [`Consumed`](crate::Consumed) and friends.
@@ -46,7 +52,7 @@ impl Serdes {
     }
     /// JSON through serde_json.
     pub fn json<T: Serialize + DeserializeOwned + 'static>() -> SerdeRef<T> {
-        Arc::new(Json(PhantomData))
+        Arc::new(Json { last_len: AtomicUsize::new(0), _t: PhantomData })
     }
     /// Compact binary through bincode 2 (the default for internal topics and stores).
     pub fn bincode<T: Serialize + DeserializeOwned + 'static>() -> SerdeRef<T> {
@@ -84,17 +90,28 @@ impl Serde<String> for StringSerde {
     }
 }
 
-struct Json<T>(PhantomData<fn() -> T>);
+struct Json<T> {
+    /// The length of the last encoding (a size hint for the next).
+    last_len: AtomicUsize,
+    _t: PhantomData<fn() -> T>,
+}
 impl<T: Serialize + DeserializeOwned + 'static> Serde<T> for Json<T> {
     fn serialize(&self, value: &T) -> Option<Vec<u8>> {
         self.try_serialize(value).unwrap_or_else(|e| panic!("{e}"))
     }
     fn try_serialize(&self, value: &T) -> Result<Option<Vec<u8>>, DecodeError> {
-        serde_json::to_vec(value).map(Some).map_err(|e| DecodeError::new(format!("cannot encode as JSON: {e}")))
+        // Sized like the last encoding: no reallocations as the text grows.
+        let mut buf = Vec::with_capacity(self.last_len.load(Ordering::Relaxed) + 16);
+        serde_json::to_writer(&mut buf, value).map_err(|e| DecodeError::new(format!("cannot encode as JSON: {e}")))?;
+        self.last_len.store(buf.len(), Ordering::Relaxed);
+        Ok(Some(buf))
     }
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, DecodeError> {
         let bytes = bytes.unwrap_or(b"null");
         serde_json::from_slice(bytes).map_err(|e| DecodeError::new(format!("invalid JSON: {e}")))
+    }
+    fn is_json(&self) -> bool {
+        true
     }
 }
 
@@ -160,6 +177,9 @@ impl<T: 'static> Serde<Option<T>> for OptionSerde<T> {
             None => Ok(None),
             Some(b) => self.0.deserialize(Some(b)).map(Some),
         }
+    }
+    fn is_json(&self) -> bool {
+        self.0.is_json()
     }
 }
 

@@ -24,7 +24,10 @@ impl<K: 'static, V: 'static> Downstream<K, V> for Sink<K, V> {
             return ctx.hand_over(&self.topic, key, r);
         }
         match self.value_serde.try_serialize(&r.value) {
-            Ok(value) => ctx.send(&self.topic, key, value, r.timestamp, r.headers),
+            Ok(value) => {
+                let json = self.value_serde.is_json();
+                ctx.send_value(&self.topic, key, value, r.timestamp, r.headers, json)
+            }
             Err(e) => ctx.undeliverable(&self.topic, key, e.context("value"), r.timestamp, r.headers),
         }
     }

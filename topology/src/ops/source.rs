@@ -1,5 +1,6 @@
 //! Source: decodes raw records of one topic partition into a typed queue and extracts event time.
 
+use std::any::{Any, TypeId};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -43,11 +44,42 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
         Ok(true)
     }
 
-    fn enqueue_typed(&mut self, meta: RecordMetadata, record: Box<dyn std::any::Any>) {
+    fn enqueue_typed(&mut self, meta: RecordMetadata, record: Box<dyn Any>) {
         let record = record.downcast::<Record<K, V>>().unwrap_or_else(|_| {
             panic!("a record handed over to `{}` has another type than its source reads", meta.topic)
         });
         self.queue.push_back((*record, meta));
+    }
+
+    fn enqueue_input(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, record: Box<dyn Any>) -> crate::Result<bool> {
+        let Ok(record) = record.downcast::<Record<K, V>>() else {
+            panic!("a typed input of `{}` holds another record type than its source reads", meta.topic)
+        };
+        let mut record = *record;
+        if let Some(f) = &self.extractor {
+            match f(&record.key, &record.value, record.timestamp) {
+                Ok(ts) => record.timestamp = ts,
+                Err(e) => {
+                    let mut error = format!("timestamp: {e}");
+                    let mut encoded = |part: &str, bytes: Result<Option<Vec<u8>>, crate::DecodeError>| {
+                        bytes.unwrap_or_else(|e| {
+                            error.push_str(&format!("; {part} not encodable: {e}"));
+                            None
+                        })
+                    };
+                    let key = encoded("key", self.key_serde.try_serialize(&record.key));
+                    let value = encoded("value", self.value_serde.try_serialize(&record.value));
+                    let raw = RawRecord { key, value, timestamp: record.timestamp, headers: record.headers };
+                    return ctx.dead_letter(&meta, raw, crate::DecodeError::new(error)).map(|()| false);
+                }
+            }
+        }
+        self.queue.push_back((record, meta));
+        Ok(true)
+    }
+
+    fn record_type(&self) -> (TypeId, &'static str) {
+        (TypeId::of::<Record<K, V>>(), std::any::type_name::<Record<K, V>>())
     }
 
     fn head_timestamp(&self) -> Option<i64> {

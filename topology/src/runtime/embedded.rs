@@ -1,5 +1,6 @@
 //! The embedded runtime: the same tasks as on Kafka, in one process, no server. Input topics are files
-//! (or stdin), output topics are files (or stdout), state lives in the state directory.
+//! (or stdin, or typed records made in the process: [`RecordsInput`]), output topics are files (or
+//! stdout), state lives in the state directory.
 //!
 //! Records of several input topics are merged by event time: the runtime holds the next record of each
 //! input and processes the one with the lowest timestamp over all tasks and partitions (Kafka Streams
@@ -37,7 +38,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::{Engine, EngineConfig};
+use super::engine::{Engine, EngineConfig, Outgoing};
+use super::records_input::{AnyRecord, RecordsInput};
 use crate::error::{Error, Result};
 use crate::record::{Headers, RawRecord};
 use crate::task::{write_atomically, StateConfig};
@@ -50,6 +52,8 @@ pub enum Input {
     File(PathBuf),
     /// Standard input (not resumable).
     Stdin,
+    /// Typed records made in this process (see [`RecordsInput`]): neither encoded nor parsed.
+    Records(RecordsInput),
 }
 
 /// Where an output topic goes.
@@ -268,10 +272,22 @@ impl Lines {
     }
 }
 
+/// What a source reads: lines, or typed records made in this process.
+enum Reader {
+    Lines(Lines),
+    Records { records: Box<dyn Iterator<Item = AnyRecord>>, input: RecordsInput },
+}
+
+/// The next thing a reader has: a line (in the line buffer, `n` bytes) or a record.
+enum Item {
+    Line(usize),
+    Record(AnyRecord),
+}
+
 struct Source {
     topic: String,
-    reader: Lines,
-    /// Byte position after the last line read (files only).
+    reader: Reader,
+    /// Byte position after the last line read (files), records read (typed inputs).
     position: u64,
     resumable: bool,
     eof: bool,
@@ -307,40 +323,49 @@ fn json_or_text(bytes: &[u8]) -> serde_json::Value {
 
 /// An output line for a record: `{"key", "timestamp", "value"[, "headers"]}`, where a key or value that
 /// is JSON is embedded as JSON and anything else as a string (`hex:…` when not UTF-8).
+#[cfg(test)]
 pub(crate) fn envelope(raw: &RawRecord) -> String {
-    let mut out =
-        String::with_capacity(48 + raw.key.as_ref().map_or(0, Vec::len) + raw.value.as_ref().map_or(0, Vec::len));
-    out.push_str("{\"key\":");
-    push_json_or_text(&mut out, raw.key.as_deref());
-    out.push_str(",\"timestamp\":");
-    out.push_str(&raw.timestamp.to_string());
-    out.push_str(",\"value\":");
-    push_json_or_text(&mut out, raw.value.as_deref());
+    let mut out = Vec::new();
+    write_envelope(&mut out, raw, false);
+    String::from_utf8(out).expect("envelopes are JSON text")
+}
+
+/// Appends the output line of `raw` (see `envelope`, without the line end) to `out`. `json_value`: the
+/// value is known to be one compact JSON text (its serde says so), embedded without checking.
+fn write_envelope(out: &mut Vec<u8>, raw: &RawRecord, json_value: bool) {
+    out.extend_from_slice(b"{\"key\":");
+    push_json_or_text(out, raw.key.as_deref());
+    out.extend_from_slice(b",\"timestamp\":");
+    out.extend_from_slice(itoa::Buffer::new().format(raw.timestamp).as_bytes());
+    out.extend_from_slice(b",\"value\":");
+    match raw.value.as_deref() {
+        Some(value) if json_value => out.extend_from_slice(value),
+        value => push_json_or_text(out, value),
+    }
     if !raw.headers.is_empty() {
         let h: serde_json::Map<String, serde_json::Value> =
             raw.headers.0.iter().map(|(k, v)| (k.clone(), json_or_text(v))).collect();
-        out.push_str(",\"headers\":");
-        out.push_str(&serde_json::Value::Object(h).to_string());
+        out.extend_from_slice(b",\"headers\":");
+        serde_json::to_writer(&mut *out, &h).expect("a JSON map of strings encodes");
     }
-    out.push('}');
-    out
+    out.push(b'}');
 }
 
 /// Appends `bytes` as JSON: compact one-line JSON as it is (validated without building a value, the
 /// common case), other JSON re-serialized onto one line, anything else as a string.
-fn push_json_or_text(out: &mut String, bytes: Option<&[u8]>) {
+fn push_json_or_text(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     let Some(bytes) = bytes else {
-        out.push_str("null");
+        out.extend_from_slice(b"null");
         return;
     };
     let one_line = !bytes.iter().any(|b| matches!(b, b'\n' | b'\r'));
     if one_line && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
         if let Ok(text) = std::str::from_utf8(bytes) {
-            out.push_str(text.trim());
+            out.extend_from_slice(text.trim().as_bytes());
             return;
         }
     }
-    out.push_str(&json_or_text(bytes).to_string());
+    serde_json::to_writer(&mut *out, &json_or_text(bytes)).expect("a JSON value encodes");
 }
 
 fn bytes_of(v: &serde_json::Value) -> Option<Vec<u8>> {
@@ -476,15 +501,23 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     };
     let mut sources = Vec::new();
     for (topic, input) in &config.inputs {
-        let (reader, position, resumable): (Lines, u64, bool) = match input {
+        let (reader, position, resumable): (Reader, u64, bool) = match input {
             Input::File(p) => {
                 let mut f = File::open(p)
                     .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read input `{}`: {e}", p.display())))?;
                 let pos = positions.get(topic).copied().unwrap_or(0);
                 f.seek(SeekFrom::Start(pos))?;
-                (Lines::File(Box::new(BufReader::with_capacity(1 << 16, f))), pos, true)
+                (Reader::Lines(Lines::File(Box::new(BufReader::with_capacity(1 << 16, f)))), pos, true)
             }
-            Input::Stdin => (Lines::stdin(), 0, false),
+            Input::Stdin => (Reader::Lines(Lines::stdin()), 0, false),
+            Input::Records(input) => {
+                engine.check_typed_input(topic, input)?;
+                // The records a committed run consumed are made again and skipped.
+                let pos = positions.get(topic).copied().unwrap_or(0);
+                let mut records = input.records();
+                let skipped = records.by_ref().take(pos as usize).count() as u64;
+                (Reader::Records { records, input: input.clone() }, skipped, true)
+            }
         };
         let global = engine.global_topics.contains(topic);
         let queued = engine.queued(topic);
@@ -551,15 +584,27 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
             // reads its next record once its previous one was taken, so every step sees the head of
             // each input and processes the lowest timestamp first.
             while !s.eof && (s.global || s.queued.get() == 0) {
-                let n = match s.reader.next(&mut line)? {
-                    Next::Line(n) => n,
-                    Next::Pending => break,
-                    Next::End => {
-                        s.eof = true;
-                        break;
-                    }
+                let item = match &mut s.reader {
+                    Reader::Lines(lines) => match lines.next(&mut line)? {
+                        Next::Line(n) => Item::Line(n),
+                        Next::Pending => break,
+                        Next::End => {
+                            s.eof = true;
+                            break;
+                        }
+                    },
+                    Reader::Records { records, .. } => match records.next() {
+                        Some(r) => Item::Record(r),
+                        None => {
+                            s.eof = true;
+                            break;
+                        }
+                    },
                 };
-                s.position += n as u64;
+                s.position += match &item {
+                    Item::Line(n) => *n as u64,
+                    Item::Record(_) => 1,
+                };
                 s.line += 1;
                 if !s.global {
                     consumed += 1;
@@ -567,6 +612,14 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                 read_this_run += 1;
                 if read_this_run.is_multiple_of(10_000) {
                     report(&engine, read_this_run, false);
+                }
+                if let Item::Record(record) = item {
+                    s.records += 1;
+                    let Reader::Records { input, .. } = &s.reader else {
+                        unreachable!("records come from typed inputs")
+                    };
+                    engine.append_input(&s.topic, record, input)?;
+                    continue;
                 }
                 let text = trim_line_end(&line);
                 if text.is_empty() {
@@ -593,9 +646,8 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                         headers.add("dlq.topic", s.topic.as_bytes());
                         headers.add("dlq.line", s.line.to_string().into_bytes());
                         let dlq = topology.deserialization.topic(&config.application_id);
-                        engine
-                            .outbox
-                            .push((dlq, RawRecord { key: None, value: Some(text.to_vec()), timestamp: 0, headers }));
+                        let raw = RawRecord { key: None, value: Some(text.to_vec()), timestamp: 0, headers };
+                        engine.outbox.push(Outgoing { topic: Arc::from(dlq), raw, json_value: false });
                         summary.dead_lettered += 1;
                     }
                 }
@@ -723,21 +775,29 @@ fn write_outbox(
     redis: &mut Option<(crate::sink::redis::RedisSink, RedisMapper)>,
 ) -> Result<bool> {
     let wrote = !engine.outbox.is_empty();
-    for (topic, raw) in engine.outbox.drain(..) {
+    for Outgoing { topic, raw, json_value } in engine.outbox.drain(..) {
         if let Some((sink, mapper)) = redis.as_mut() {
             for c in mapper(&topic, &raw) {
                 sink.push(c);
             }
         }
-        let line = envelope(&raw);
-        match writers.get_mut(&topic).expect("every sink topic has a writer") {
+        let mut line =
+            Vec::with_capacity(48 + raw.key.as_ref().map_or(0, Vec::len) + raw.value.as_ref().map_or(0, Vec::len));
+        write_envelope(&mut line, &raw, json_value);
+        line.push(b'\n');
+        match writers.get_mut(&*topic).expect("every sink topic has a writer") {
             Sink::File { writer, len, .. } => {
-                writeln!(writer, "{line}")?;
-                *len += line.len() as u64 + 1;
+                writer.write_all(&line)?;
+                *len += line.len() as u64;
             }
-            Sink::Stdout(w) => writeln!(w, "{line}")?,
+            Sink::Stdout(w) => w.write_all(&line)?,
         }
-        *summary.records_out.entry(topic).or_default() += 1;
+        match summary.records_out.get_mut(&*topic) {
+            Some(n) => *n += 1,
+            None => {
+                summary.records_out.insert(topic.to_string(), 1);
+            }
+        }
     }
     Ok(wrote)
 }
@@ -822,5 +882,25 @@ mod tests {
         let tomb = RawRecord { key: Some(b"k".to_vec()), value: None, timestamp: 1, headers: Headers::default() };
         assert_eq!(parse_envelope(&envelope(&tomb)).unwrap(), tomb);
         assert!(parse_envelope("{\"key\": 1}").unwrap_err().contains("timestamp"));
+    }
+
+    #[test]
+    fn a_value_its_serde_calls_json_is_embedded_as_it_is_and_others_are_checked() {
+        let raw = |value: &[u8]| RawRecord {
+            key: Some(b"not json".to_vec()),
+            value: Some(value.to_vec()),
+            timestamp: -3,
+            headers: Headers::default(),
+        };
+        let line = |raw: &RawRecord, json| {
+            let mut out = Vec::new();
+            write_envelope(&mut out, raw, json);
+            String::from_utf8(out).unwrap()
+        };
+        let json = raw(br#"{"a":[1,2]}"#);
+        assert_eq!(line(&json, true), r#"{"key":"not json","timestamp":-3,"value":{"a":[1,2]}}"#);
+        assert_eq!(line(&json, true), line(&json, false));
+        // Unchecked text that is not JSON would be embedded as is: only JSON serdes say `is_json`.
+        assert_eq!(line(&raw(b"plain"), false), r#"{"key":"not json","timestamp":-3,"value":"plain"}"#);
     }
 }

@@ -6,10 +6,12 @@ use std::any::Any;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::partitioner::partition_for;
+use super::records_input::{AnyRecord, RecordsInput};
 use crate::error::Error;
 use crate::record::RawRecord;
 use crate::state::StoreBuilder;
@@ -75,6 +77,14 @@ impl Route {
     }
 }
 
+/// A record leaving the engine (see `Engine::outbox`).
+pub(crate) struct Outgoing {
+    pub(crate) topic: Arc<str>,
+    pub(crate) raw: RawRecord,
+    /// The value is one compact JSON text (its serde says so, see `Serde::is_json`).
+    pub(crate) json_value: bool,
+}
+
 pub(crate) struct Engine {
     topology: Topology,
     state: Option<StateConfig>,
@@ -98,7 +108,7 @@ pub(crate) struct Engine {
     /// Topics whose records leave the engine (to files, stdout, a broker) instead of a log.
     sinks: FxHashSet<String>,
     /// Records written to `sinks`, in order, until the runtime takes them.
-    pub(crate) outbox: Vec<(String, RawRecord)>,
+    pub(crate) outbox: Vec<Outgoing>,
     /// Every record written goes to the outbox (the Kafka runtime produces them all to the cluster,
     /// repartition topics included, and reads them back through its consumer).
     external: bool,
@@ -197,7 +207,7 @@ impl Engine {
         let i = self.route_of(topic);
         let route = &mut self.route_list[i];
         if route.leaves {
-            self.outbox.push((topic.to_string(), raw));
+            self.outbox.push(Outgoing { topic: Arc::from(topic), raw, json_value: false });
             return Ok(());
         }
         let (p, offset) = route.place(partition, raw.key.as_deref());
@@ -220,9 +230,54 @@ impl Engine {
                 continue;
             }
             let raw = RawRecord { key: o.key, value: o.value, timestamp: o.timestamp, headers: o.headers };
+            let i = self.route_of(&o.topic);
+            if self.route_list[i].leaves {
+                self.outbox.push(Outgoing { topic: o.topic, raw, json_value: o.json_value });
+                continue;
+            }
             self.append(&o.topic, None, raw)?;
         }
         Ok(())
+    }
+
+    /// Checks that `topic` can take the typed records of `input`: every source reading it reads their
+    /// type, and it is a stream's topic (not a global table's, not one the run writes).
+    pub(crate) fn check_typed_input(&mut self, topic: &str, input: &RecordsInput) -> Result<(), Error> {
+        let (given, given_name) = input.record_type();
+        let invalid = |message: String| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, message));
+        let i = self.route_of(topic);
+        let route = &self.route_list[i];
+        if route.global || route.leaves {
+            return Err(invalid(format!("topic `{topic}` cannot take typed records: only a stream's input can")));
+        }
+        for task in self.tasks.values() {
+            if let Some((read, read_name)) = task.source_record_type(topic) {
+                if read != given {
+                    return Err(invalid(format!(
+                        "the typed input of topic `{topic}` makes `{given_name}`, but its source reads `{read_name}`"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends a typed record of an in-process input (checked by `check_typed_input`) and hands it to
+    /// the tasks that read its partition (a copy to each but the last).
+    pub(crate) fn append_input(&mut self, topic: &str, record: AnyRecord, input: &RecordsInput) -> Result<(), Error> {
+        let i = self.route_of(topic);
+        let route = &mut self.route_list[i];
+        let key = if route.partitions > 1 { input.key_bytes(&record) } else { None };
+        let (partition, offset) = route.place(None, key.as_deref());
+        let tasks = &mut self.tasks;
+        let id = |s: usize| TaskId { subtopology: s, partition };
+        let Some(last) = route.readers.iter().rposition(|&s| tasks.contains_key(&id(s))) else { return Ok(()) };
+        for &s in &route.readers[..last] {
+            if let Some(task) = tasks.get_mut(&id(s)) {
+                task.enqueue_input(topic, partition, offset, input.clone_record(&record))?;
+            }
+        }
+        tasks.get_mut(&id(route.readers[last])).expect("present").enqueue_input(topic, partition, offset, record)
     }
 
     /// Lets repartition sinks hand typed records to the tasks that read them (see

@@ -574,7 +574,7 @@ impl Runner<'_> {
     }
 
     fn produce_outbox(&mut self) -> Result<()> {
-        for (topic, raw) in std::mem::take(&mut self.engine.outbox) {
+        for super::engine::Outgoing { topic, raw, .. } in std::mem::take(&mut self.engine.outbox) {
             if let Some((sink, mapper)) = self.redis.as_mut() {
                 for c in mapper(&topic, &raw) {
                     sink.push(c);
@@ -604,7 +604,7 @@ impl Runner<'_> {
                     Err((e, _)) => return Err(kafka_error(&format!("cannot produce to `{topic}`"), e)),
                 }
             }
-            *self.summary.records_out.entry(topic).or_default() += 1;
+            *self.summary.records_out.entry(topic.to_string()).or_default() += 1;
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ mod kafka;
 mod kafka_changelog;
 mod kafka_topics;
 mod partitioner;
+mod records_input;
 mod test_driver;
 
 /// Wall-clock time, epoch ms.
@@ -39,4 +40,5 @@ pub use embedded::{
 pub use kafka::{run_kafka, KafkaConfig};
 pub use kafka_changelog::KafkaChangelog;
 pub use kafka_topics::{prepare_topics, TopicSetup};
+pub use records_input::RecordsInput;
 pub use test_driver::{TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord};

@@ -20,6 +20,8 @@ pub(crate) struct OutRecord {
     pub(crate) value: Option<Vec<u8>>,
     pub(crate) timestamp: i64,
     pub(crate) headers: Headers,
+    /// The value is one compact JSON text (its serde says so, see `Serde::is_json`).
+    pub(crate) json_value: bool,
     /// The typed record itself, instead of its value bytes (see [`TaskCtx::typed_handover`]).
     pub(crate) typed: Option<Handover>,
 }
@@ -97,7 +99,20 @@ impl TaskCtx {
         ts: i64,
         headers: Headers,
     ) {
-        self.out.push(OutRecord { topic: topic.clone(), key, value, timestamp: ts, headers, typed: None });
+        self.send_value(topic, key, value, ts, headers, false);
+    }
+
+    /// [`send`](Self::send), saying whether the value is one compact JSON text.
+    pub(crate) fn send_value(
+        &mut self,
+        topic: &Arc<str>,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        ts: i64,
+        headers: Headers,
+        json_value: bool,
+    ) {
+        self.out.push(OutRecord { topic: topic.clone(), key, value, timestamp: ts, headers, json_value, typed: None });
     }
 
     /// Sends `record` to `topic` as is (see `typed_handover`); `key` picks the partition.
@@ -113,6 +128,7 @@ impl TaskCtx {
             value: None,
             timestamp: record.timestamp,
             headers: Headers::default(),
+            json_value: false,
             typed: Some(Handover(Box::new(record))),
         });
     }

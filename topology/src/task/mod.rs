@@ -85,6 +85,12 @@ pub(crate) trait SourceNode {
     fn enqueue(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, raw: RawRecord) -> crate::Result<bool>;
     /// Buffers a typed `Record<K, V>` handed over in-process (see `TaskCtx::typed_handover`).
     fn enqueue_typed(&mut self, meta: RecordMetadata, record: Box<dyn Any>);
+    /// Buffers a typed `Record<K, V>` of an in-process input (see `RecordsInput`): its event time is
+    /// extracted as a decoded record's would be; one whose time cannot be extracted goes to the
+    /// dead-letter handler (encoded with the source's serdes). Whether it was buffered.
+    fn enqueue_input(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, record: Box<dyn Any>) -> crate::Result<bool>;
+    /// The `Record<K, V>` type this source reads (typed inputs are checked against it).
+    fn record_type(&self) -> (std::any::TypeId, &'static str);
     /// Timestamp of the next buffered record.
     fn head_timestamp(&self) -> Option<i64>;
     /// Processes the next buffered record.
@@ -252,6 +258,28 @@ impl Task {
             src.queued.set(src.queued.get() + 1);
         }
         Ok(())
+    }
+
+    /// Buffers a typed record of an in-process input of `topic` (see `SourceNode::enqueue_input`).
+    pub(crate) fn enqueue_input(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        record: Box<dyn Any>,
+    ) -> crate::Result<()> {
+        let id = self.id;
+        let src = Self::source_of(&mut self.sources, id, topic);
+        let meta = RecordMetadata { topic: src.topic.clone(), partition, offset };
+        if src.node.enqueue_input(&mut self.ctx, meta, record)? {
+            src.queued.set(src.queued.get() + 1);
+        }
+        Ok(())
+    }
+
+    /// The record type each source of `topic` in this task reads.
+    pub(crate) fn source_record_type(&self, topic: &str) -> Option<(std::any::TypeId, &'static str)> {
+        self.sources.iter().find(|s| &*s.topic == topic).map(|s| s.node.record_type())
     }
 
     /// Buffers a typed record of `topic` handed over by a task of the same process.

@@ -262,3 +262,115 @@ fn repartitions_hand_typed_records_to_the_reading_task_without_encoding_values()
         .collect();
     assert_eq!(tasks.len(), 3, "{tasks:?}");
 }
+
+/// `(word, n)` records with timestamps 1, 2, …: the first `n` of one fixed sequence.
+fn typed_words(n: usize) -> topology::RecordsInput {
+    topology::RecordsInput::new(s(), move || {
+        let words = ["x", "y", "x", "z", "x", "y", "z", "z"];
+        words.into_iter().take(n).enumerate().map(|(i, w)| topology::Record::new(w.to_string(), i as u64, i as i64 + 1))
+    })
+}
+
+/// Counts per key, each key's last count.
+fn count_words() -> topology::Topology {
+    let mut b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(s(), Serdes::json::<u64>()))
+        .group_by_key(Grouped::new())
+        .count(Materialized::as_("counts"))
+        .to_stream()
+        .to("counts", Produced::with(s(), Serdes::optional(Serdes::json::<u64>())));
+    b.build().unwrap()
+}
+
+fn last_counts(path: &Path) -> std::collections::BTreeMap<String, u64> {
+    read_lines(path)
+        .into_iter()
+        .map(|l| (l["key"].as_str().unwrap().to_string(), l["value"].as_u64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn typed_records_give_what_their_lines_give_and_a_second_run_skips_the_committed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = count_words();
+    // The same six records as envelope lines, on three partitions: the reference.
+    let lines: Vec<Value> =
+        ["x", "y", "x", "z", "x", "y"].iter().enumerate().map(|(i, w)| env(w, json!(i), i as i64 + 1)).collect();
+    let input = dir.path().join("in");
+    write_lines(&input, &lines);
+    let from_lines = dir.path().join("from-lines");
+    let mut cfg = EmbeddedConfig::new("lines", dir.path().join("state"));
+    cfg.input_format = InputFormat::Envelope;
+    cfg.partitions = 3;
+    cfg.inputs = vec![("in".into(), Input::File(input))];
+    cfg.outputs = vec![("counts".into(), Output::File(from_lines.clone()))];
+    run_embedded(&topology, &cfg).unwrap();
+
+    let from_records = dir.path().join("from-records");
+    let mut cfg = EmbeddedConfig::new("records", dir.path().join("state"));
+    cfg.partitions = 3;
+    cfg.final_flush = false;
+    cfg.inputs = vec![("in".into(), Input::Records(typed_words(6)))];
+    cfg.outputs = vec![("counts".into(), Output::File(from_records.clone()))];
+    let first = run_embedded(&topology, &cfg).unwrap();
+    assert_eq!((first.records_in["in"], first.dead_lettered), (6, 0));
+    assert_eq!(last_counts(&from_records), last_counts(&from_lines));
+    // Keys were placed by their bytes, as lines are: the same tasks hold the same keys.
+    let tasks = |app: &str| -> Vec<String> {
+        let mut t: Vec<String> = std::fs::read_dir(dir.path().join("state").join(app))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("0_"))
+            .collect();
+        t.sort();
+        t
+    };
+    assert_eq!(tasks("records"), tasks("lines"));
+
+    // The generator now makes two more records: the next run skips the six it committed.
+    cfg.inputs = vec![("in".into(), Input::Records(typed_words(8)))];
+    let second = run_embedded(&topology, &cfg).unwrap();
+    assert_eq!(second.records_in["in"], 2, "only the new records are read");
+    let counts = last_counts(&from_records);
+    assert_eq!((counts["z"], counts["x"]), (3, 3), "counted on from the saved state: {counts:?}");
+}
+
+#[test]
+fn a_typed_record_whose_time_cannot_be_extracted_is_dead_lettered_encoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut b = StreamsBuilder::new();
+    b.stream(
+        "in",
+        Consumed::with(s(), Serdes::json::<u64>()).with_timestamp_extractor(|_, v: &u64, _| {
+            if *v == 2 {
+                Err("no time in 2".into())
+            } else {
+                Ok(*v as i64)
+            }
+        }),
+    )
+    .to("out", Produced::with(s(), Serdes::json::<u64>()));
+    let topology = b.build().unwrap();
+    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
+    let input = topology::RecordsInput::new(s(), || (1..=3u64).map(|v| topology::Record::new(format!("k{v}"), v, 0)));
+    cfg.inputs = vec![("in".into(), Input::Records(input))];
+    cfg.outputs = vec![("out".into(), Output::File(out.clone()))];
+    let summary = run_embedded(&topology, &cfg).unwrap();
+    assert_eq!((summary.records_out["out"], summary.dead_lettered), (2, 1));
+    let times: Vec<Value> = read_lines(&out).into_iter().map(|l| l["timestamp"].clone()).collect();
+    assert_eq!(times, vec![json!(1), json!(3)], "the extractor's times");
+    let dlq = read_lines(&dir.path().join("state/app/topics/app-dlq.jsonl"));
+    assert_eq!((dlq.len(), &dlq[0]["key"], &dlq[0]["value"]), (1, &json!("k2"), &json!(2)));
+    assert!(dlq[0]["headers"]["dlq.error"].as_str().unwrap().contains("no time in 2"), "{}", dlq[0]);
+}
+
+#[test]
+fn typed_records_of_another_type_than_the_source_reads_are_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
+    let input = topology::RecordsInput::new(s(), || std::iter::once(topology::Record::new("k".to_string(), "v", 0)));
+    cfg.inputs = vec![("in".into(), Input::Records(input))];
+    let err = run_embedded(&count_words(), &cfg).unwrap_err().to_string();
+    assert!(err.contains("typed input of topic `in`") && err.contains("&str") && err.contains("u64"), "{err}");
+}
