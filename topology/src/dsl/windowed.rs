@@ -223,6 +223,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 forward: bc.change_forward::<Windowed<K>, A>(),
                 done_upto: i64::MIN,
                 open: None,
+                scratch: Vec::new(),
                 _v: std::marker::PhantomData,
             }));
             bc.add_punctuator(node.clone());

@@ -33,78 +33,99 @@ pub(crate) struct SessionAggregate<K, V, A> {
     /// On close: the open sessions (see [`OpenSessions`]). Built from the store on first use (after
     /// restore), then kept with every put and remove.
     pub(crate) open: Option<OpenSessions>,
+    /// The windows a record's session replaces (reused, on close).
+    pub(crate) scratch: Vec<Window>,
     pub(crate) _v: std::marker::PhantomData<fn(V)>,
 }
 
-/// A session in `OpenSessions::by_end`: (end, key, start).
-type EndEntry = (i64, Rc<[u8]>, i64);
-
-/// Every open session, by end and by key, so that closing takes exactly the sessions that end before
-/// the close point and a record finds its key's sessions without a range scan of the store (whose
-/// segments are by end time but ordered by key): the store is read by point lookups only, as Flink
-/// keeps a merging-window set per key.
+/// Every open session, by key, and when to look at each key next, so that closing takes exactly the
+/// sessions that end before the close point and a record finds its key's sessions without a range
+/// scan of the store (whose segments are by end time but ordered by key): the store is read by point
+/// lookups only, as Flink keeps a merging-window set per key.
+///
+/// A key is looked at by its end no earlier than its earliest session ends. Sessions only grow (a
+/// record extends one, a merge spans several), so a key's check time stays valid as its sessions
+/// change: a growing session costs no reordering, only a key's new, earlier-ending session adds a
+/// check. When a key is looked at, its closed sessions are taken and it gets its next check.
 #[derive(Default)]
 pub(crate) struct OpenSessions {
-    /// The open sessions of each key (the truth).
-    by_key: FxHashMap<Rc<[u8]>, Vec<Window>>,
-    /// Every session added, earliest end first (then key, then start). Removing a session leaves its
-    /// entry here (no search, no allocation); `pop_ending_by` skips entries `by_key` no longer has,
-    /// and the heap is rebuilt from `by_key` when such stale entries outnumber the live ones.
-    by_end: BinaryHeap<Reverse<EndEntry>>,
-    live: usize,
+    by_key: FxHashMap<Rc<[u8]>, KeySessions>,
+    /// (time, key): every key's check at its `check_at`; an entry whose time is no longer its key's
+    /// `check_at` (or whose key has no sessions left) is stale and skipped.
+    checks: BinaryHeap<Reverse<(i64, Rc<[u8]>)>>,
+}
+
+struct KeySessions {
+    windows: Vec<Window>,
+    /// At or before the earliest end of `windows`.
+    check_at: i64,
 }
 
 impl OpenSessions {
+    /// Adds a session of `key` (stored nowhere in the index yet).
     fn insert(&mut self, key: &[u8], w: Window) {
-        let key = match self.by_key.get_key_value(key) {
-            Some((k, _)) => k.clone(),
-            None => Rc::from(key),
+        self.replace(key, &[], w);
+    }
+
+    /// Replaces `key`'s sessions `old` with `new`: a session that grew or merged, or (no `old`) a new
+    /// one.
+    fn replace(&mut self, key: &[u8], old: &[Window], new: Window) {
+        let check = match self.by_key.get_mut(key) {
+            Some(k) => {
+                k.windows.retain(|w| !old.contains(w));
+                k.windows.push(new);
+                let earlier = new.end < k.check_at;
+                if earlier {
+                    k.check_at = new.end;
+                }
+                earlier.then(|| self.by_key.get_key_value(key).expect("present").0.clone())
+            }
+            None => {
+                let rc: Rc<[u8]> = Rc::from(key);
+                self.by_key.insert(rc.clone(), KeySessions { windows: vec![new], check_at: new.end });
+                Some(rc)
+            }
         };
-        self.by_end.push(Reverse((w.end, key.clone(), w.start)));
-        self.by_key.entry(key).or_default().push(w);
-        self.live += 1;
-        if self.by_end.len() > 2 * self.live + 1024 {
-            self.by_end = self
-                .by_key
-                .iter()
-                .flat_map(|(k, list)| list.iter().map(move |w| Reverse((w.end, k.clone(), w.start))))
-                .collect();
+        if let Some(key) = check {
+            self.checks.push(Reverse((new.end, key)));
         }
     }
 
-    fn remove(&mut self, key: &[u8], w: Window) {
-        if let Some(list) = self.by_key.get_mut(key) {
-            let before = list.len();
-            list.retain(|x| *x != w);
-            self.live -= before - list.len();
-            if list.is_empty() {
-                self.by_key.remove(key);
-            }
+    /// `key`'s sessions with `end >= earliest_end` and `start <= latest_start`, by end, into `found`.
+    fn find(&self, key: &[u8], earliest_end: i64, latest_start: i64, found: &mut Vec<Window>) {
+        found.clear();
+        if let Some(k) = self.by_key.get(key) {
+            found.extend(k.windows.iter().filter(|w| w.end >= earliest_end && w.start <= latest_start));
         }
-    }
-
-    /// `key`'s sessions with `end >= earliest_end` and `start <= latest_start`, by end.
-    fn find(&self, key: &[u8], earliest_end: i64, latest_start: i64) -> Vec<Window> {
-        let mut found: Vec<Window> = self
-            .by_key
-            .get(key)
-            .map(|list| list.iter().filter(|w| w.end >= earliest_end && w.start <= latest_start).copied().collect())
-            .unwrap_or_default();
         found.sort_by_key(|w| (w.end, w.start));
-        found
     }
 
-    /// The open session that ends first, if it ends at or before `end`; removed.
-    fn pop_ending_by(&mut self, end: i64) -> Option<(Vec<u8>, Window)> {
-        while self.by_end.peek().is_some_and(|Reverse((e, _, _))| *e <= end) {
-            let Reverse((end, key, start)) = self.by_end.pop().expect("peeked");
-            let w = Window { start, end };
-            if self.by_key.get(&*key).is_some_and(|list| list.contains(&w)) {
-                self.remove(&key, w);
-                return Some((key.to_vec(), w));
+    /// Takes every session that ends at or before `end` into `closed`, by (end, key, start).
+    fn take_ending_by(&mut self, end: i64, closed: &mut Vec<(Rc<[u8]>, Window)>) {
+        while self.checks.peek().is_some_and(|Reverse((t, _))| *t <= end) {
+            let Reverse((t, key)) = self.checks.pop().expect("peeked");
+            let Some(k) = self.by_key.get_mut(&key) else { continue };
+            if k.check_at != t {
+                continue;
+            }
+            k.windows.retain(|w| {
+                let done = w.end <= end;
+                if done {
+                    closed.push((key.clone(), *w));
+                }
+                !done
+            });
+            match k.windows.iter().map(|w| w.end).min() {
+                None => {
+                    self.by_key.remove(&key);
+                }
+                Some(next) => {
+                    k.check_at = next;
+                    self.checks.push(Reverse((next, key)));
+                }
             }
         }
-        None
+        closed.sort_by(|a, b| (a.1.end, &a.0, a.1.start).cmp(&(b.1.end, &b.0, b.1.start)));
     }
 }
 
@@ -126,9 +147,12 @@ impl<K: Data, V: Data, A: Data> SessionAggregate<K, V, A> {
         let (from, to) = (t.saturating_sub(self.windows.gap), t.saturating_add(self.windows.gap));
         match encoded {
             Some(encoded) => {
-                let windows = self.open().find(encoded, from, to);
+                let mut windows = std::mem::take(&mut self.scratch);
+                self.open().find(encoded, from, to, &mut windows);
                 let store = self.store.borrow();
-                windows.into_iter().filter_map(|w| Some((w, store.fetch_session(key, w)?))).collect()
+                let found = windows.iter().filter_map(|&w| Some((w, store.fetch_session(key, w)?))).collect();
+                self.scratch = windows;
+                found
             }
             None => self.store.borrow().find_sessions(key, from, to),
         }
@@ -159,9 +183,6 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
         }
         for (w, v) in found {
             self.store.borrow_mut().remove(&r.key, w);
-            if let Some(key) = &encoded {
-                self.open().remove(key, w);
-            }
             if self.emit == EmitStrategy::OnWindowUpdate && w != merged {
                 let key = Windowed { key: r.key.clone(), window: w };
                 self.forward.push(ctx, Record::new(key, Change { new: None, old: Some(v) }, t));
@@ -176,7 +197,9 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
             // is stored nowhere now.
             Some(key) => {
                 self.store.borrow_mut().put_new(&r.key, merged, agg.clone());
-                self.open().insert(&key, merged);
+                let replaced = std::mem::take(&mut self.scratch);
+                self.open().replace(&key, &replaced, merged);
+                self.scratch = replaced;
             }
             None => self.store.borrow_mut().put(&r.key, merged, agg.clone()),
         }
@@ -199,7 +222,9 @@ impl<K: Data, V: Data, A: Data> Punctuator for SessionAggregate<K, V, A> {
             return;
         }
         if self.emit == EmitStrategy::OnWindowClose {
-            while let Some((key, window)) = self.open().pop_ending_by(last_closed_end) {
+            let mut closed = Vec::new();
+            self.open().take_ending_by(last_closed_end, &mut closed);
+            for (key, window) in closed {
                 let key: K = crate::state::decode_key(&key);
                 let Some(agg) = self.store.borrow().fetch_session(&key, window) else { continue };
                 self.store.borrow_mut().remove(&key, window);
@@ -225,28 +250,40 @@ mod tests {
     }
 
     #[test]
-    fn open_sessions_pop_by_end_then_key_and_skip_removed_ones_across_rebuilds() {
+    fn open_sessions_close_by_end_then_key_and_a_growing_session_adds_no_check() {
         let mut open = OpenSessions::default();
-        // A session per key that grows 1,000 times: every growth removes the old window (a stale heap
-        // entry) and adds the new one, so the heap is rebuilt on the way.
+        // A session per key that grows 1,000 times: each key keeps the one check of its first window.
         for step in 0..1_000i64 {
             for key in [b"b".as_slice(), b"a"] {
-                if step > 0 {
-                    open.remove(key, w(0, step - 1));
+                if step == 0 {
+                    open.insert(key, w(0, 0));
+                } else {
+                    open.replace(key, &[w(0, step - 1)], w(0, step));
                 }
-                open.insert(key, w(0, step));
             }
         }
-        assert_eq!(open.live, 2);
-        assert!(open.by_end.len() <= 2 * open.live + 1024 + 1, "rebuilt: {}", open.by_end.len());
+        assert_eq!(open.checks.len(), 2, "no check per growth");
         open.insert(b"c", w(1_500, 2_000));
-        assert_eq!(open.find(b"a", 500, 1_000), vec![w(0, 999)]);
-        assert_eq!(open.pop_ending_by(998), None, "stale entries below are skipped, nothing live ends by 998");
-        assert_eq!(open.pop_ending_by(1_000), Some((b"a".to_vec(), w(0, 999))));
-        assert_eq!(open.pop_ending_by(1_000), Some((b"b".to_vec(), w(0, 999))));
-        assert_eq!(open.pop_ending_by(1_000), None);
-        assert_eq!(open.pop_ending_by(2_000), Some((b"c".to_vec(), w(1_500, 2_000))));
-        assert_eq!(open.live, 0);
+        let mut found = Vec::new();
+        open.find(b"a", 500, 1_000, &mut found);
+        assert_eq!(found, vec![w(0, 999)]);
+        let mut closed = Vec::new();
+        open.take_ending_by(998, &mut closed);
+        assert!(closed.is_empty(), "looked at a and b, whose sessions end at 999: {closed:?}");
+        assert_eq!(open.checks.len(), 3, "a and b are checked again at 999");
+        // A new session that ends before a key's check moves the check earlier.
+        open.insert(b"c", w(10, 990));
+        open.take_ending_by(1_000, &mut closed);
+        let names: Vec<(&[u8], Window)> = closed.iter().map(|(k, w)| (&**k, *w)).collect();
+        assert_eq!(names, vec![(b"c".as_slice(), w(10, 990)), (b"a", w(0, 999)), (b"b", w(0, 999))]);
+        closed.clear();
+        // Merging c's remaining session with a new one keeps c's check valid.
+        open.replace(b"c", &[w(1_500, 2_000)], w(1_200, 2_500));
+        open.take_ending_by(2_000, &mut closed);
+        assert!(closed.is_empty());
+        open.take_ending_by(2_500, &mut closed);
+        assert_eq!(closed.len(), 1);
+        assert_eq!((&*closed[0].0, closed[0].1), (b"c".as_slice(), w(1_200, 2_500)));
         assert!(open.by_key.is_empty());
     }
 }
