@@ -10,6 +10,7 @@
 //! (`topology::ops::window_aggregate` and `session_aggregate`); late records are counted, not emitted.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -101,15 +102,37 @@ pub struct Checksum {
     pub sum: u64,
 }
 
+/// FNV-1a of a canonical row.
+fn row_hash(canonical: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in canonical {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A [`Checksum`] that an output function running on the engine adds to.
+#[derive(Debug, Default)]
+pub struct SharedChecksum {
+    rows: AtomicU64,
+    sum: AtomicU64,
+}
+
+impl SharedChecksum {
+    pub fn add(&self, canonical: &[u8]) {
+        self.rows.fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(row_hash(canonical), Ordering::Relaxed); // wraps
+    }
+    pub fn get(&self) -> Checksum {
+        Checksum { rows: self.rows.load(Ordering::Relaxed), sum: self.sum.load(Ordering::Relaxed) }
+    }
+}
+
 impl Checksum {
     pub fn add(&mut self, canonical: &str) {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in canonical.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
         self.rows += 1;
-        self.sum = self.sum.wrapping_add(h);
+        self.sum = self.sum.wrapping_add(row_hash(canonical.as_bytes()));
     }
     pub fn hex(&self) -> String {
         format!("{:016x}", self.sum)

@@ -85,8 +85,8 @@ pub use processor::{Processor, ProcessorContext, ProcessorInit, Punctuation, Pun
 pub use record::{Change, Headers, RawRecord, Record, RecordMetadata};
 pub use runtime::{
     prepare_topics, run_embedded, run_kafka, EmbeddedConfig, Input, InputFormat, KafkaChangelog, KafkaConfig, Output,
-    Progress, ProgressFn, RecordsInput, RedisMapper, RedisOutput, RunSummary, TestDriver, TestDriverBuilder,
-    TestInputTopic, TestOutputTopic, TestRecord, TopicSetup,
+    Progress, ProgressFn, RecordsInput, RecordsOutput, RedisMapper, RedisOutput, RunSummary, TestDriver,
+    TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord, TopicSetup,
 };
 pub use serdes::{Serde, SerdeRef, Serdes};
 pub use state::{

@@ -1,6 +1,6 @@
 //! The embedded runtime: the same tasks as on Kafka, in one process, no server. Input topics are files
 //! (or stdin, or typed records made in the process: [`RecordsInput`]), output topics are files (or
-//! stdout), state lives in the state directory.
+//! stdout, or a function in the process: [`RecordsOutput`]), state lives in the state directory.
 //!
 //! Records of several input topics are merged by event time: the runtime holds the next record of each
 //! input and processes the one with the lowest timestamp over all tasks and partitions (Kafka Streams
@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::engine::{Engine, EngineConfig, Outgoing};
-use super::records_input::{AnyRecord, RecordsInput};
+use super::in_process::{AnyRecord, RecordsInput, RecordsOutput};
 use crate::error::{Error, Result};
 use crate::record::{Headers, RawRecord};
 use crate::task::{write_atomically, StateConfig};
@@ -63,6 +63,8 @@ pub enum Output {
     File(PathBuf),
     /// Standard output.
     Stdout,
+    /// A function in this process, given each record as the topic's bytes (see [`RecordsOutput`]).
+    Records(RecordsOutput),
 }
 
 /// How input lines are read.
@@ -456,10 +458,14 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     // late-record topics and any sink topic without an output (to a file under the state directory).
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     let mut stdout_topics = Vec::new();
+    let mut writers: Writers = Writers::default();
     for (topic, out) in &config.outputs {
         match out {
             Output::File(p) => files.push((topic.clone(), p.clone())),
             Output::Stdout => stdout_topics.push(topic.clone()),
+            Output::Records(f) => {
+                writers.insert(topic.clone(), Sink::Records(f.clone()));
+            }
         }
     }
     let mut sink_topics: Vec<String> = topology.sink_topics();
@@ -474,7 +480,6 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         }
         engine.add_sink(topic);
     }
-    let mut writers: HashMap<String, Sink> = HashMap::new();
     for (topic, path) in files {
         let key = path.display().to_string();
         let f = OpenOptions::new().create(true).append(true).read(true).open(&path)?;
@@ -723,10 +728,14 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     Ok(summary)
 }
 
-/// Where an output topic's lines go.
+/// Each output topic's sink (looked up per record: a fast hash).
+type Writers = rustc_hash::FxHashMap<String, Sink>;
+
+/// Where an output topic's lines (or records) go.
 enum Sink {
     File { writer: BufWriter<File>, path: String, len: u64 },
     Stdout(BufWriter<std::io::Stdout>),
+    Records(RecordsOutput),
 }
 
 /// What a commit makes durable, in one file: the commit point.
@@ -752,13 +761,14 @@ const WALL_CLOCK_TICK: Duration = Duration::from_millis(100);
 /// Makes written output visible: file and stdout buffers are written out (not synced: commits sync),
 /// and buffered Redis commands get one attempt.
 fn flush_outputs(
-    writers: &mut HashMap<String, Sink>,
+    writers: &mut Writers,
     redis: &mut Option<(crate::sink::redis::RedisSink, RedisMapper)>,
 ) -> Result<()> {
     for sink in writers.values_mut() {
         match sink {
             Sink::File { writer, .. } => writer.flush()?,
             Sink::Stdout(w) => w.flush()?,
+            Sink::Records(_) => {}
         }
     }
     if let Some((sink, _)) = redis.as_mut() {
@@ -770,7 +780,7 @@ fn flush_outputs(
 /// Writes the records the tasks produced; returns whether there were any.
 fn write_outbox(
     engine: &mut Engine,
-    writers: &mut HashMap<String, Sink>,
+    writers: &mut Writers,
     summary: &mut RunSummary,
     redis: &mut Option<(crate::sink::redis::RedisSink, RedisMapper)>,
 ) -> Result<bool> {
@@ -781,16 +791,21 @@ fn write_outbox(
                 sink.push(c);
             }
         }
-        let mut line =
-            Vec::with_capacity(48 + raw.key.as_ref().map_or(0, Vec::len) + raw.value.as_ref().map_or(0, Vec::len));
-        write_envelope(&mut line, &raw, json_value);
-        line.push(b'\n');
+        let line = || {
+            let mut line =
+                Vec::with_capacity(48 + raw.key.as_ref().map_or(0, Vec::len) + raw.value.as_ref().map_or(0, Vec::len));
+            write_envelope(&mut line, &raw, json_value);
+            line.push(b'\n');
+            line
+        };
         match writers.get_mut(&*topic).expect("every sink topic has a writer") {
             Sink::File { writer, len, .. } => {
+                let line = line();
                 writer.write_all(&line)?;
                 *len += line.len() as u64;
             }
-            Sink::Stdout(w) => w.write_all(&line)?,
+            Sink::Stdout(w) => w.write_all(&line())?,
+            Sink::Records(f) => f.send(&raw),
         }
         match summary.records_out.get_mut(&*topic) {
             Some(n) => *n += 1,
@@ -807,7 +822,7 @@ fn write_outbox(
 #[allow(clippy::too_many_arguments)] // the run's parts, each borrowed on its own by the loop
 fn commit(
     engine: &mut Engine,
-    writers: &mut HashMap<String, Sink>,
+    writers: &mut Writers,
     summary: &mut RunSummary,
     redis: &mut Option<(crate::sink::redis::RedisSink, RedisMapper)>,
     sources: &[Source],

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::in_process::{AnyRecord, RecordsInput};
 use super::partitioner::partition_for;
-use super::records_input::{AnyRecord, RecordsInput};
 use crate::error::Error;
 use crate::record::RawRecord;
 use crate::state::StoreBuilder;

@@ -4,11 +4,11 @@
 
 mod embedded;
 mod engine;
+mod in_process;
 mod kafka;
 mod kafka_changelog;
 mod kafka_topics;
 mod partitioner;
-mod records_input;
 mod test_driver;
 
 /// Wall-clock time, epoch ms.
@@ -37,8 +37,8 @@ pub use embedded::{
     run_embedded, EmbeddedConfig, Input, InputFormat, Output, Progress, ProgressFn, RedisMapper, RedisOutput,
     RunSummary,
 };
+pub use in_process::{RecordsInput, RecordsOutput};
 pub use kafka::{run_kafka, KafkaConfig};
 pub use kafka_changelog::KafkaChangelog;
 pub use kafka_topics::{prepare_topics, TopicSetup};
-pub use records_input::RecordsInput;
 pub use test_driver::{TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord};

@@ -374,3 +374,29 @@ fn typed_records_of_another_type_than_the_source_reads_are_a_clear_error() {
     let err = run_embedded(&count_words(), &cfg).unwrap_err().to_string();
     assert!(err.contains("typed input of topic `in`") && err.contains("&str") && err.contains("u64"), "{err}");
 }
+
+#[test]
+fn an_output_handed_to_a_function_gets_each_record_as_its_topics_bytes_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
+    cfg.inputs = vec![("in".into(), Input::Records(typed_words(6)))];
+    let output = topology::RecordsOutput::new(move |r| sink.lock().unwrap().push(r.clone()));
+    cfg.outputs = vec![("counts".into(), Output::Records(output))];
+    let summary = run_embedded(&count_words(), &cfg).unwrap();
+    let got = got.lock().unwrap();
+    let rows: Vec<(String, String, i64)> = got
+        .iter()
+        .map(|r| {
+            let text = |b: &Option<Vec<u8>>| String::from_utf8(b.clone().unwrap()).unwrap();
+            (text(&r.key), text(&r.value), r.timestamp)
+        })
+        .collect();
+    // The table's cache sends each key's latest count when it flushes (at the end of the run here).
+    let want = [("x", "3", 5), ("y", "2", 6), ("z", "1", 4)];
+    let want: Vec<(String, String, i64)> = want.iter().map(|(k, v, t)| (k.to_string(), v.to_string(), *t)).collect();
+    assert_eq!(rows, want);
+    assert_eq!(summary.records_out["counts"], 3);
+    assert!(!dir.path().join("state/app/topics/counts.jsonl").exists(), "nothing written to a file");
+}

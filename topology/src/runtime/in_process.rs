@@ -1,10 +1,12 @@
-//! Typed input made in this process (a generator, a collection) for the embedded runtime: records go
-//! to their topic's source as they are, never encoded nor parsed, like Flink's data-generator sources.
+//! Topics of the embedded runtime that stay in this process: typed input made here (a generator, a
+//! collection), whose records go to their topic's source as they are, never encoded nor parsed, like
+//! Flink's data-generator sources; and output handed to a function, like Flink's sink functions or
+//! Kafka Streams' `foreach`.
 
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
-use crate::record::Record;
+use crate::record::{RawRecord, Record};
 use crate::serdes::SerdeRef;
 
 /// A typed record on its way to a source.
@@ -86,3 +88,36 @@ impl PartialEq for RecordsInput {
 }
 
 impl Eq for RecordsInput {}
+
+/// An output topic's records handed to a function in this process, as the topic's bytes (its serdes'
+/// encoding), in the order the tasks produce them, as soon as they are produced (at-least-once, like
+/// stdout: they are not part of commits, so a run continuing a crashed one may hand over again what
+/// was produced after its last commit).
+#[derive(Clone)]
+pub struct RecordsOutput(Arc<dyn Fn(&RawRecord) + Send + Sync>);
+
+impl RecordsOutput {
+    /// Hands every record of the topic to `f`.
+    pub fn new(f: impl Fn(&RawRecord) + Send + Sync + 'static) -> RecordsOutput {
+        RecordsOutput(Arc::new(f))
+    }
+
+    pub(crate) fn send(&self, record: &RawRecord) {
+        (self.0)(record)
+    }
+}
+
+impl std::fmt::Debug for RecordsOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordsOutput(..)")
+    }
+}
+
+/// Two outputs are the same when they are one output (cloned).
+impl PartialEq for RecordsOutput {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for RecordsOutput {}
