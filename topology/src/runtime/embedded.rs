@@ -565,7 +565,12 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
             )
         };
     }
-    if config.exactly_once && committed.is_none() {
+    // Exactly-once commits the state it starts from before processing anything: the first commit
+    // point; and after a rollback, the commit record must name the changelogs as they are now. A log
+    // rewritten after the last commit record can be shorter than the offset recorded for it: records
+    // appended to it from here on would lie below that offset, and a crash before the next commit
+    // would roll back to a state that includes them.
+    if config.exactly_once {
         commit_now!()?;
     }
     let mut line: Vec<u8> = Vec::new();
