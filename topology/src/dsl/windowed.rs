@@ -224,6 +224,8 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 done_upto: i64::MIN,
                 open: None,
                 scratch: Vec::new(),
+                found: Vec::new(),
+                key_buf: Vec::new(),
                 _v: std::marker::PhantomData,
             }));
             bc.add_punctuator(node.clone());

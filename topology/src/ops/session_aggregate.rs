@@ -35,6 +35,10 @@ pub(crate) struct SessionAggregate<K, V, A> {
     pub(crate) open: Option<OpenSessions>,
     /// The windows a record's session replaces (reused, on close).
     pub(crate) scratch: Vec<Window>,
+    /// The sessions a record joins (reused).
+    pub(crate) found: Vec<(Window, A)>,
+    /// The record's encoded key (reused, on close).
+    pub(crate) key_buf: Vec<u8>,
     pub(crate) _v: std::marker::PhantomData<fn(V)>,
 }
 
@@ -143,18 +147,19 @@ impl<K: Data, V: Data, A: Data> SessionAggregate<K, V, A> {
 
     /// `key`'s sessions that a record at `t` joins: from the index on close (point reads), by a range
     /// scan of the store on update.
-    fn sessions_near(&mut self, key: &K, encoded: Option<&[u8]>, t: i64) -> Vec<(Window, A)> {
+    /// The found sessions go into `found` (cleared first).
+    fn sessions_near(&mut self, key: &K, encoded: Option<&[u8]>, t: i64, found: &mut Vec<(Window, A)>) {
         let (from, to) = (t.saturating_sub(self.windows.gap), t.saturating_add(self.windows.gap));
+        found.clear();
         match encoded {
             Some(encoded) => {
                 let mut windows = std::mem::take(&mut self.scratch);
                 self.open().find(encoded, from, to, &mut windows);
                 let store = self.store.borrow();
-                let found = windows.iter().filter_map(|&w| Some((w, store.fetch_session(key, w)?))).collect();
+                found.extend(windows.iter().filter_map(|&w| Some((w, store.fetch_session(key, w)?))));
                 self.scratch = windows;
-                found
             }
-            None => self.store.borrow().find_sessions(key, from, to),
+            None => found.extend(self.store.borrow().find_sessions(key, from, to)),
         }
     }
 }
@@ -163,9 +168,16 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
     fn push(&mut self, ctx: &mut TaskCtx, r: Record<K, V>) {
         let close = ctx.stream_time.saturating_sub(self.windows.grace);
         let t = r.timestamp;
-        // On close, the index of open sessions finds and follows them (the key encoded once).
-        let encoded = (self.emit == EmitStrategy::OnWindowClose).then(|| crate::serdes::encode(&r.key));
-        let found = self.sessions_near(&r.key, encoded.as_deref(), t);
+        // On close, the index of open sessions finds and follows them (the key encoded once, into a
+        // reused buffer).
+        let encoded = (self.emit == EmitStrategy::OnWindowClose).then(|| {
+            let mut key = std::mem::take(&mut self.key_buf);
+            key.clear();
+            crate::serdes::encode_into(&r.key, &mut key);
+            key
+        });
+        let mut found = std::mem::take(&mut self.found);
+        self.sessions_near(&r.key, encoded.as_deref(), t, &mut found);
         let mut merged = Window { start: t, end: t };
         let mut agg: Option<A> = None;
         for (w, v) in &found {
@@ -179,15 +191,17 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
             let reason =
                 format!("session [{}, {}] closed at stream time {}", merged.start, merged.end, ctx.stream_time);
             ctx.late(&self.name, &reason, &r);
+            self.found = found;
             return;
         }
-        for (w, v) in found {
+        for (w, v) in found.drain(..) {
             self.store.borrow_mut().remove(&r.key, w);
             if self.emit == EmitStrategy::OnWindowUpdate && w != merged {
                 let key = Windowed { key: r.key.clone(), window: w };
                 self.forward.push(ctx, Record::new(key, Change { new: None, old: Some(v) }, t));
             }
         }
+        self.found = found;
         let agg = match agg {
             Some(a) => (self.aggregator)(&r.key, &r.value, r.timestamp, a),
             None => (self.first)(&r.key, &r.value, r.timestamp),
@@ -200,6 +214,7 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
                 let replaced = std::mem::take(&mut self.scratch);
                 self.open().replace(&key, &replaced, merged);
                 self.scratch = replaced;
+                self.key_buf = key;
             }
             None => self.store.borrow_mut().put(&r.key, merged, agg.clone()),
         }

@@ -12,15 +12,23 @@ pub(crate) struct Sink<K, V> {
     pub(crate) value_serde: SerdeRef<V>,
     /// A repartition sink: may hand typed records over (see `TaskCtx::typed_handover`).
     pub(crate) repartition: bool,
+    /// Its topic has one partition (known at the first typed hand-over).
+    pub(crate) one_partition: std::cell::OnceCell<bool>,
 }
 
 impl<K: 'static, V: 'static> Downstream<K, V> for Sink<K, V> {
     fn push(&mut self, ctx: &mut TaskCtx, r: Record<K, V>) {
+        // Handed over in-process to a topic of one partition, the key picks nothing: not encoded (as
+        // the value is not).
+        let handover = self.repartition && ctx.typed_handover;
+        if handover && *self.one_partition.get_or_init(|| ctx.partition_count(&self.topic) == 1) {
+            return ctx.hand_over(&self.topic, None, r);
+        }
         let key = match self.key_serde.try_serialize(&r.key) {
             Ok(key) => key,
             Err(e) => return ctx.undeliverable(&self.topic, None, e.context("key"), r.timestamp, r.headers),
         };
-        if self.repartition && ctx.typed_handover {
+        if handover {
             return ctx.hand_over(&self.topic, key, r);
         }
         match self.value_serde.try_serialize(&r.value) {

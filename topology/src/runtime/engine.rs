@@ -163,6 +163,11 @@ impl Engine {
         self.partitions.get(topic).copied().unwrap_or(self.default_partitions)
     }
 
+    /// Partitions per topic for the tasks (see `TaskCtx::partitions`).
+    fn partition_table(&self) -> Rc<(u32, FxHashMap<String, u32>)> {
+        Rc::new((self.default_partitions, self.partitions.clone()))
+    }
+
     /// Records written to `topic` leave the engine (see `outbox`).
     pub(crate) fn add_sink(&mut self, topic: &str) {
         self.sinks.insert(topic.to_string());
@@ -286,8 +291,10 @@ impl Engine {
     pub(crate) fn hand_over_repartitions(&mut self) {
         let on = !self.external && !self.keep_records;
         self.typed_handover = on;
+        let partitions = self.partition_table();
         for task in self.tasks.values_mut() {
             task.ctx.typed_handover = on;
+            task.ctx.partitions = partitions.clone();
         }
     }
 
@@ -437,6 +444,7 @@ impl Engine {
         let mut task = Task::compile(&self.topology.graph, nodes, id, ctx, &self.shared, manager)?;
         task.idle_advance = self.idle_advance;
         task.ctx.typed_handover = self.typed_handover;
+        task.ctx.partitions = self.partition_table();
         let topics: Vec<String> = task.source_topics().map(str::to_string).collect();
         for t in topics {
             let i = self.route_of(&t);

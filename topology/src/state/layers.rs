@@ -129,13 +129,14 @@ pub(crate) struct Caching {
 
 #[derive(Default)]
 struct Group {
-    entries: rustc_hash::FxHashMap<Vec<u8>, Entry>,
+    /// Keys are shared with `dirty` and `fresh` (one allocation per cached key).
+    entries: rustc_hash::FxHashMap<Rc<[u8]>, Entry>,
     /// Dirty keys in key order, for range merges and write-downs.
-    dirty: BTreeSet<Vec<u8>>,
+    dirty: BTreeSet<Rc<[u8]>>,
     /// Keys that became dirty since `dirty` was last brought up to date ([`settle`](Self::settle)):
     /// they join it only when an ordered use comes (a range scan, a write-down) or the list grows, so
     /// a key deleted meanwhile — each session a merge replaces — costs no ordered insert and remove.
-    fresh: Vec<Vec<u8>>,
+    fresh: Vec<Rc<[u8]>>,
 }
 
 impl Group {
@@ -198,10 +199,10 @@ impl Caching {
     }
 
     /// Notes that `key` of segment `seg` became dirty.
-    fn mark_dirty(&mut self, seg: i64, key: &[u8]) {
+    fn mark_dirty(&mut self, seg: i64, key: Rc<[u8]>) {
         self.dirty += 1;
         self.fresh_bytes += key.len() + FRESH_OVERHEAD;
-        self.groups.get_mut(&seg).expect("the entry's group").fresh.push(key.to_vec());
+        self.groups.get_mut(&seg).expect("the entry's group").fresh.push(key);
         if self.fresh_bytes > self.max_bytes / 4 {
             for g in self.groups.values_mut() {
                 g.settle();
@@ -246,14 +247,15 @@ impl Caching {
                 e.value = value;
                 let newly = dirty && !e.dirty;
                 e.dirty |= dirty;
-                newly
+                newly.then(|| group.entries.get_key_value(key).expect("present").0.clone())
             }
             None => {
-                group.entries.insert(key.to_vec(), Entry { value, dirty, absent_below, ordered: false });
-                dirty
+                let key: Rc<[u8]> = Rc::from(key);
+                group.entries.insert(key.clone(), Entry { value, dirty, absent_below, ordered: false });
+                dirty.then_some(key)
             }
         };
-        if newly_dirty {
+        if let Some(key) = newly_dirty {
             self.mark_dirty(seg, key);
         }
         self.bytes += added;
@@ -351,6 +353,7 @@ impl BytesStore for Caching {
                 self.bytes = self.bytes + new_len - old_len;
                 if !e.dirty {
                     e.dirty = true;
+                    let key = group.entries.get_key_value(key).expect("present").0.clone();
                     self.mark_dirty(seg, key);
                 }
                 return self.keep_within_bound();
@@ -387,7 +390,7 @@ impl BytesStore for Caching {
         let upper = hi.map_or(Bound::Unbounded, Bound::Included);
         let segments = self.segments_in(time);
         self.settle(&segments);
-        let dirty: Vec<(i64, Vec<u8>)> = segments
+        let dirty: Vec<(i64, Rc<[u8]>)> = segments
             .into_iter()
             .flat_map(|s| {
                 self.groups[&s].dirty.range::<[u8], _>((Bound::Included(lo), upper)).map(move |k| (s, k.clone()))
@@ -400,12 +403,12 @@ impl BytesStore for Caching {
         for (s, k) in dirty {
             let e = self.groups.get_mut(&s).and_then(|g| g.entries.get_mut(&k)).expect("dirty keys are cached");
             // A dirty key the store below lacks: remember it (see `Entry::absent_below`).
-            if !merged.contains_key(&k) {
+            if !merged.contains_key(&*k) {
                 e.absent_below = true;
             }
             match &e.value {
-                Some(v) => merged.insert(k, v.clone()),
-                None => merged.remove(&k),
+                Some(v) => merged.insert(k.to_vec(), v.clone()),
+                None => merged.remove(&*k),
             };
         }
         Ok(merged.into_iter().collect())

@@ -3,7 +3,10 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use serde::Serialize;
 
@@ -61,6 +64,9 @@ pub(crate) struct TaskCtx {
     /// by a runtime whose repartition topics are in-process logs read by one task each (embedded).
     /// The key is still encoded (it picks the partition); the value is never encoded or decoded.
     pub(crate) typed_handover: bool,
+    /// Partitions per topic (the default, then the exceptions), for typed hand-overs: a key that
+    /// picks no partition need not be encoded.
+    pub(crate) partitions: Rc<(u32, FxHashMap<String, u32>)>,
     dlq_topic: Arc<str>,
     late_topic: Option<Arc<str>>,
 }
@@ -86,6 +92,7 @@ impl TaskCtx {
             late,
             deserialization,
             typed_handover: false,
+            partitions: Rc::new((1, FxHashMap::default())),
             dlq_topic,
             late_topic,
         }
@@ -113,6 +120,11 @@ impl TaskCtx {
         json_value: bool,
     ) {
         self.out.push(OutRecord { topic: topic.clone(), key, value, timestamp: ts, headers, json_value, typed: None });
+    }
+
+    /// How many partitions `topic` has.
+    pub(crate) fn partition_count(&self, topic: &str) -> u32 {
+        self.partitions.1.get(topic).copied().unwrap_or(self.partitions.0)
     }
 
     /// Sends `record` to `topic` as is (see `typed_handover`); `key` picks the partition.
