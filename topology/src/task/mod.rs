@@ -249,15 +249,26 @@ impl Task {
             .unwrap_or_else(|| panic!("task {id} does not read topic `{topic}`"))
     }
 
-    /// Decodes and buffers one record of `topic`.
-    pub(crate) fn enqueue(&mut self, topic: &str, partition: u32, offset: u64, raw: RawRecord) -> crate::Result<()> {
-        let id = self.id;
-        let src = Self::source_of(&mut self.sources, id, topic);
+    /// Hands one record of `topic` to its source (`buffer` says whether the source kept it) and counts
+    /// it as queued if it did.
+    fn buffer(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        buffer: impl FnOnce(&mut dyn SourceNode, &mut TaskCtx, RecordMetadata) -> crate::Result<bool>,
+    ) -> crate::Result<()> {
+        let src = Self::source_of(&mut self.sources, self.id, topic);
         let meta = RecordMetadata { topic: src.topic.clone(), partition, offset };
-        if src.node.enqueue(&mut self.ctx, meta, raw)? {
+        if buffer(src.node.as_mut(), &mut self.ctx, meta)? {
             src.queued.set(src.queued.get() + 1);
         }
         Ok(())
+    }
+
+    /// Decodes and buffers one record of `topic`.
+    pub(crate) fn enqueue(&mut self, topic: &str, partition: u32, offset: u64, raw: RawRecord) -> crate::Result<()> {
+        self.buffer(topic, partition, offset, |node, ctx, meta| node.enqueue(ctx, meta, raw))
     }
 
     /// Buffers a typed record of an in-process input of `topic` (see `SourceNode::enqueue_input`).
@@ -268,13 +279,7 @@ impl Task {
         offset: u64,
         record: Box<dyn Any>,
     ) -> crate::Result<()> {
-        let id = self.id;
-        let src = Self::source_of(&mut self.sources, id, topic);
-        let meta = RecordMetadata { topic: src.topic.clone(), partition, offset };
-        if src.node.enqueue_input(&mut self.ctx, meta, record)? {
-            src.queued.set(src.queued.get() + 1);
-        }
-        Ok(())
+        self.buffer(topic, partition, offset, |node, ctx, meta| node.enqueue_input(ctx, meta, record))
     }
 
     /// The record type each source of `topic` in this task reads.
@@ -284,10 +289,11 @@ impl Task {
 
     /// Buffers a typed record of `topic` handed over by a task of the same process.
     pub(crate) fn enqueue_typed(&mut self, topic: &str, partition: u32, offset: u64, record: Handover) {
-        let src = Self::source_of(&mut self.sources, self.id, topic);
-        let meta = RecordMetadata { topic: src.topic.clone(), partition, offset };
-        src.node.enqueue_typed(meta, record.0);
-        src.queued.set(src.queued.get() + 1);
+        let kept = self.buffer(topic, partition, offset, |node, _, meta| {
+            node.enqueue_typed(meta, record.0);
+            Ok(true)
+        });
+        kept.expect("handing a typed record over cannot fail");
     }
 
     /// The timestamp of the record `process_one` would process next.
