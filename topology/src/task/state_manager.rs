@@ -242,6 +242,9 @@ pub(crate) struct StateManager {
     checkpoint: Option<Checkpoint>,
     /// The local database survived (it is not new or rebuilt): a tail restore can start from it.
     local_trusted: bool,
+    /// The checkpoint found at open was written by a clean close (see `checkpoint_restored`, which
+    /// marks it unclean once a store is restored).
+    clean_at_open: bool,
     changelogs: Vec<Logged>,
     pub(crate) clock: Rc<Cell<i64>>,
     pub(crate) stats: BTreeMap<String, Rc<StoreStats>>,
@@ -295,6 +298,7 @@ impl StateManager {
             task_dir,
             db,
             _lock: lock,
+            clean_at_open: checkpoint.as_ref().is_some_and(|c| c.clean),
             checkpoint,
             local_trusted,
             changelogs: Vec::new(),
@@ -410,7 +414,7 @@ impl StateManager {
         let offset = self.checkpoint.as_ref().and_then(|c| c.offsets.get(name).copied());
         let from = match (&self.checkpoint, offset) {
             // The local trees are complete up to the applied offset (the end, unless writes were pending).
-            (Some(cp), Some(offset)) if self.local_trusted && (!self.config.exactly_once || cp.clean) => {
+            (Some(cp), Some(offset)) if self.local_trusted && (!self.config.exactly_once || self.clean_at_open) => {
                 cp.applied.get(name).copied().unwrap_or(offset).min(offset)
             }
             (Some(_), Some(offset)) => {
@@ -450,7 +454,27 @@ impl StateManager {
         self.restored_stream_time = max_ts;
         self.restore.records += n;
         self.restore.micros += started.elapsed().as_micros() as u64;
+        drop(log);
+        if self.config.exactly_once {
+            self.checkpoint_restored(name, end)?;
+        }
         Ok(end)
+    }
+
+    /// Exactly-once: processing goes on from the state just restored, so the checkpoint on disk must
+    /// name where the store's log ends now, unclean. Else a crash before the next commit would roll
+    /// back past records appended meanwhile: to a log rewritten after the offset was recorded (shorter
+    /// than it), to a checkpoint written around a rewrite (no offset: a full restore, untruncated), or
+    /// to a clean checkpoint (trusted, replayed to the end).
+    fn checkpoint_restored(&mut self, name: &str, end: u64) -> Result<()> {
+        let cp = self.checkpoint.get_or_insert_with(|| Checkpoint { stream_time: i64::MIN, ..Default::default() });
+        if cp.offsets.get(name) == Some(&end) && !cp.applied.contains_key(name) && !cp.clean {
+            return Ok(());
+        }
+        cp.offsets.insert(name.to_string(), end);
+        cp.applied.remove(name); // sled holds everything up to the end now
+        cp.clean = false;
+        write_atomically(&self.task_dir.join(CHECKPOINT), cp.render().as_bytes())
     }
 
     /// Flushes caches → stores → changelogs, then writes the checkpoint.
