@@ -288,6 +288,8 @@ enum Item {
 
 struct Source {
     topic: String,
+    /// The engine's route of `topic` (see `Engine::route_index`).
+    route: usize,
     reader: Reader,
     /// Byte position after the last line read (files), records read (typed inputs).
     position: u64,
@@ -528,6 +530,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         let queued = engine.queued(topic);
         sources.push(Source {
             queued,
+            route: engine.route_index(topic),
             topic: topic.clone(),
             reader,
             position,
@@ -648,7 +651,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                         .and_then(parse_envelope),
                 };
                 match raw {
-                    Ok(raw) => engine.append(&s.topic, None, raw)?,
+                    Ok(raw) => engine.append_at(s.route, &s.topic, None, raw)?,
                     Err(e) => {
                         // Not even a record: dead-lettered with the line as its value.
                         let mut headers = Headers::default();
@@ -789,7 +792,9 @@ fn write_outbox(
     summary: &mut RunSummary,
     redis: &mut Option<(crate::sink::redis::RedisSink, RedisMapper)>,
 ) -> Result<bool> {
-    let wrote = !engine.outbox.is_empty();
+    if engine.outbox.is_empty() {
+        return Ok(false);
+    }
     for Outgoing { topic, raw, json_value } in engine.outbox.drain(..) {
         if let Some((sink, mapper)) = redis.as_mut() {
             for c in mapper(&topic, &raw) {
@@ -819,7 +824,7 @@ fn write_outbox(
             }
         }
     }
-    Ok(wrote)
+    Ok(true)
 }
 
 /// Records read so far are processed, then state is committed, then outputs, then the commit record:

@@ -120,6 +120,8 @@ pub(crate) struct Engine {
     spare_out: Vec<OutRecord>,
     /// Repartition sinks hand typed records over (see `hand_over_repartitions`).
     typed_handover: bool,
+    /// The route last sent to (see `route_of_sent`).
+    last_route: Option<(Arc<str>, usize)>,
 }
 
 /// Times one record in [`LatencySampler::EVERY`] through its task (processing and routing its
@@ -207,9 +209,39 @@ impl Engine {
         self.route_list.len() - 1
     }
 
+    /// The route of a topic a task sent to: tasks send to the same few topics, so the last one is
+    /// remembered (by its `Arc`, which the sink keeps) and most records skip the lookup by name.
+    fn route_of_sent(&mut self, topic: &Arc<str>) -> usize {
+        if let Some((last, i)) = &self.last_route {
+            if Arc::ptr_eq(last, topic) {
+                return *i;
+            }
+        }
+        let i = self.route_of(topic);
+        self.last_route = Some((topic.clone(), i));
+        i
+    }
+
+    /// The route of `topic`, for [`append_at`](Self::append_at) (a runtime appending to an input
+    /// topic per record looks it up once).
+    pub(crate) fn route_index(&mut self, topic: &str) -> usize {
+        self.route_of(topic)
+    }
+
     /// Appends to a topic and hands the record to the tasks that read that partition.
     pub(crate) fn append(&mut self, topic: &str, partition: Option<u32>, raw: RawRecord) -> Result<(), Error> {
         let i = self.route_of(topic);
+        self.append_at(i, topic, partition, raw)
+    }
+
+    /// [`append`](Self::append) to the topic of route `i` (see `route_index`).
+    pub(crate) fn append_at(
+        &mut self,
+        i: usize,
+        topic: &str,
+        partition: Option<u32>,
+        raw: RawRecord,
+    ) -> Result<(), Error> {
         let route = &mut self.route_list[i];
         if route.leaves {
             self.outbox.push(Outgoing { topic: Arc::from(topic), raw, json_value: false });
@@ -230,17 +262,17 @@ impl Engine {
     /// Routes and empties `out` (its capacity stays for reuse).
     fn route_drain(&mut self, out: &mut Vec<OutRecord>) -> Result<(), Error> {
         for o in out.drain(..) {
+            let i = self.route_of_sent(&o.topic);
             if let Some(typed) = o.typed {
-                self.hand_over(&o.topic, o.key.as_deref(), typed);
+                self.hand_over(i, &o.topic, o.key.as_deref(), typed);
                 continue;
             }
             let raw = RawRecord { key: o.key, value: o.value, timestamp: o.timestamp, headers: o.headers };
-            let i = self.route_of(&o.topic);
             if self.route_list[i].leaves {
                 self.outbox.push(Outgoing { topic: o.topic, raw, json_value: o.json_value });
                 continue;
             }
-            self.append(&o.topic, None, raw)?;
+            self.append_at(i, &o.topic, None, raw)?;
         }
         Ok(())
     }
@@ -300,8 +332,7 @@ impl Engine {
 
     /// Appends a typed record to an in-process repartition topic: placed by its key like any record,
     /// handed to the one task that reads that partition.
-    fn hand_over(&mut self, topic: &str, key: Option<&[u8]>, record: Handover) {
-        let i = self.route_of(topic);
+    fn hand_over(&mut self, i: usize, topic: &str, key: Option<&[u8]>, record: Handover) {
         let route = &mut self.route_list[i];
         assert!(
             !route.leaves && !route.global && route.readers.len() == 1,
@@ -415,6 +446,7 @@ impl Engine {
             latency: LatencySampler::default(),
             spare_out: Vec::new(),
             typed_handover: false,
+            last_route: None,
         };
         if !lazy_tasks {
             for &id in &plan.tasks {
