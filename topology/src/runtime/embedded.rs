@@ -631,7 +631,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                     let Reader::Records { input, .. } = &s.reader else {
                         unreachable!("records come from typed inputs")
                     };
-                    engine.append_input(&s.topic, record, input)?;
+                    engine.append_input(s.route, &s.topic, record, input)?;
                     continue;
                 }
                 let text = trim_line_end(&line);

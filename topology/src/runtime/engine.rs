@@ -299,22 +299,20 @@ impl Engine {
         Ok(())
     }
 
-    /// Appends a typed record of an in-process input (checked by `check_typed_input`) and hands it to
-    /// the tasks that read its partition (a copy to each but the last).
-    pub(crate) fn append_input(&mut self, topic: &str, record: AnyRecord, input: &RecordsInput) -> Result<(), Error> {
-        let i = self.route_of(topic);
+    /// Appends a typed record of an in-process input (checked by `check_typed_input`) to the topic of
+    /// route `i` (see `route_index`) and hands it to the tasks that read its partition.
+    pub(crate) fn append_input(
+        &mut self,
+        i: usize,
+        topic: &str,
+        record: AnyRecord,
+        input: &RecordsInput,
+    ) -> Result<(), Error> {
         let route = &mut self.route_list[i];
         let key = if route.partitions > 1 { input.key_bytes(&record) } else { None };
         let (partition, offset) = route.place(None, key.as_deref());
-        let tasks = &mut self.tasks;
-        let id = |s: usize| TaskId { subtopology: s, partition };
-        let Some(last) = route.readers.iter().rposition(|&s| tasks.contains_key(&id(s))) else { return Ok(()) };
-        for &s in &route.readers[..last] {
-            if let Some(task) = tasks.get_mut(&id(s)) {
-                task.enqueue_input(topic, partition, offset, input.clone_record(&record))?;
-            }
-        }
-        tasks.get_mut(&id(route.readers[last])).expect("present").enqueue_input(topic, partition, offset, record)
+        let copy = |r: &AnyRecord| input.clone_record(r);
+        self.deliver_to_tasks(i, partition, record, copy, |t, r| t.enqueue_input(topic, partition, offset, r))
     }
 
     /// Lets repartition sinks hand typed records to the tasks that read them (see
@@ -599,25 +597,37 @@ impl Engine {
         raw: RawRecord,
     ) -> Result<(), Error> {
         let route = &self.route_list[i];
-        let tasks = &mut self.tasks;
-        let id = |s: usize| TaskId { subtopology: s, partition };
-        // Every target but the last gets a copy.
-        let last = route.readers.iter().rposition(|&s| tasks.contains_key(&id(s)));
         if route.global {
             if let Some(g) = self.global.as_mut() {
-                if last.is_none() {
+                let id = |s: usize| TaskId { subtopology: s, partition };
+                if !route.readers.iter().any(|&s| self.tasks.contains_key(&id(s))) {
                     return g.enqueue(topic, partition, offset, raw);
                 }
                 g.enqueue(topic, partition, offset, raw.clone())?;
             }
         }
-        let Some(last) = last else { return Ok(()) };
-        for &s in &route.readers[..last] {
+        self.deliver_to_tasks(i, partition, raw, RawRecord::clone, |t, r| t.enqueue(topic, partition, offset, r))
+    }
+
+    /// Hands `record` to every task that reads `partition` of route `i`: a copy to each but the last.
+    fn deliver_to_tasks<R>(
+        &mut self,
+        i: usize,
+        partition: u32,
+        record: R,
+        copy: impl Fn(&R) -> R,
+        mut enqueue: impl FnMut(&mut Task, R) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let readers = &self.route_list[i].readers;
+        let tasks = &mut self.tasks;
+        let id = |s: usize| TaskId { subtopology: s, partition };
+        let Some(last) = readers.iter().rposition(|&s| tasks.contains_key(&id(s))) else { return Ok(()) };
+        for &s in &readers[..last] {
             if let Some(task) = tasks.get_mut(&id(s)) {
-                task.enqueue(topic, partition, offset, raw.clone())?;
+                enqueue(task, copy(&record))?;
             }
         }
-        tasks.get_mut(&id(route.readers[last])).expect("present").enqueue(topic, partition, offset, raw)
+        enqueue(tasks.get_mut(&id(readers[last])).expect("present"), record)
     }
 
     /// How many records of `topic` are buffered in tasks, not processed yet: a counter the tasks keep
