@@ -35,7 +35,7 @@ pub(crate) struct SessionAggregate<K, V, A> {
     pub(crate) open: Option<OpenSessions>,
     /// The windows a record's session replaces (reused, on close).
     pub(crate) scratch: Vec<Window>,
-    /// The sessions a record joins (reused).
+    /// The sessions a record joins (reused, on update).
     pub(crate) found: Vec<(Window, A)>,
     /// The record's encoded key (reused, on close).
     pub(crate) key_buf: Vec<u8>,
@@ -145,39 +145,67 @@ impl<K: Data, V: Data, A: Data> SessionAggregate<K, V, A> {
         })
     }
 
-    /// `key`'s sessions that a record at `t` joins: from the index on close (point reads), by a range
-    /// scan of the store on update.
-    /// The found sessions go into `found` (cleared first).
-    fn sessions_near(&mut self, key: &K, encoded: Option<&[u8]>, t: i64, found: &mut Vec<(Window, A)>) {
-        let (from, to) = (t.saturating_sub(self.windows.gap), t.saturating_add(self.windows.gap));
-        found.clear();
-        match encoded {
-            Some(encoded) => {
-                let mut windows = std::mem::take(&mut self.scratch);
-                self.open().find(encoded, from, to, &mut windows);
-                let store = self.store.borrow();
-                found.extend(windows.iter().filter_map(|&w| Some((w, store.fetch_session(key, w)?))));
-                self.scratch = windows;
-            }
-            None => found.extend(self.store.borrow().find_sessions(key, from, to)),
-        }
+    /// The sessions that a record at `t` joins are those ending at or after `t - gap` and starting at
+    /// or before `t + gap`.
+    fn reach(&self, t: i64) -> (i64, i64) {
+        (t.saturating_sub(self.windows.gap), t.saturating_add(self.windows.gap))
     }
-}
 
-impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
-    fn push(&mut self, ctx: &mut TaskCtx, r: Record<K, V>) {
-        let close = ctx.stream_time.saturating_sub(self.windows.grace);
+    fn late(&self, ctx: &mut TaskCtx, merged: Window, r: &Record<K, V>) {
+        let reason = format!("session [{}, {}] closed at stream time {}", merged.start, merged.end, ctx.stream_time);
+        ctx.late(&self.name, &reason, r);
+    }
+
+    /// On close: the index of open sessions finds the key's sessions (the key encoded once, into a
+    /// reused buffer), so the merged window is known before the store is read: a late record reads
+    /// nothing, and each joined session is taken out of the store (read and removed in one step) for
+    /// the merged one, forwarded only when it closes.
+    fn push_on_close(&mut self, ctx: &mut TaskCtx, r: Record<K, V>, close: i64) {
         let t = r.timestamp;
-        // On close, the index of open sessions finds and follows them (the key encoded once, into a
-        // reused buffer).
-        let encoded = (self.emit == EmitStrategy::OnWindowClose).then(|| {
-            let mut key = std::mem::take(&mut self.key_buf);
-            key.clear();
-            crate::serdes::encode_into(&r.key, &mut key);
-            key
-        });
+        let (from, to) = self.reach(t);
+        let mut key = std::mem::take(&mut self.key_buf);
+        key.clear();
+        crate::serdes::encode_into(&r.key, &mut key);
+        let mut joined = std::mem::take(&mut self.scratch);
+        self.open().find(&key, from, to, &mut joined);
+        let merged = joined
+            .iter()
+            .fold(Window { start: t, end: t }, |m, w| Window { start: m.start.min(w.start), end: m.end.max(w.end) });
+        if merged.end < close {
+            self.late(ctx, merged, &r);
+        } else {
+            let mut agg: Option<A> = None;
+            {
+                let mut store = self.store.borrow_mut();
+                for &w in &joined {
+                    let Some(v) = store.take_session(&r.key, w) else { continue };
+                    agg = Some(match agg {
+                        None => v,
+                        Some(a) => (self.merger)(&r.key, a, v),
+                    });
+                }
+            }
+            let agg = match agg {
+                Some(a) => (self.aggregator)(&r.key, &r.value, t, a),
+                None => (self.first)(&r.key, &r.value, t),
+            };
+            // The index held every stored session of the key, and `merged` replaces those joined: it
+            // is stored nowhere now.
+            self.store.borrow_mut().put_new(&r.key, merged, agg);
+            self.open().replace(&key, &joined, merged);
+        }
+        self.scratch = joined;
+        self.key_buf = key;
+    }
+
+    /// On update: the key's sessions come from a range scan of the store; merged-away sessions are
+    /// forwarded as tombstones, the merged one as the new value.
+    fn push_on_update(&mut self, ctx: &mut TaskCtx, r: Record<K, V>, close: i64) {
+        let t = r.timestamp;
+        let (from, to) = self.reach(t);
         let mut found = std::mem::take(&mut self.found);
-        self.sessions_near(&r.key, encoded.as_deref(), t, &mut found);
+        found.clear();
+        found.extend(self.store.borrow().find_sessions(&r.key, from, to));
         let mut merged = Window { start: t, end: t };
         let mut agg: Option<A> = None;
         for (w, v) in &found {
@@ -188,42 +216,35 @@ impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
             merged = Window { start: merged.start.min(w.start), end: merged.end.max(w.end) };
         }
         if merged.end < close {
-            let reason =
-                format!("session [{}, {}] closed at stream time {}", merged.start, merged.end, ctx.stream_time);
-            ctx.late(&self.name, &reason, &r);
+            self.late(ctx, merged, &r);
             self.found = found;
             return;
         }
         for (w, v) in found.drain(..) {
             self.store.borrow_mut().remove(&r.key, w);
-            if self.emit == EmitStrategy::OnWindowUpdate && w != merged {
+            if w != merged {
                 let key = Windowed { key: r.key.clone(), window: w };
                 self.forward.push(ctx, Record::new(key, Change { new: None, old: Some(v) }, t));
             }
         }
         self.found = found;
         let agg = match agg {
-            Some(a) => (self.aggregator)(&r.key, &r.value, r.timestamp, a),
-            None => (self.first)(&r.key, &r.value, r.timestamp),
+            Some(a) => (self.aggregator)(&r.key, &r.value, t, a),
+            None => (self.first)(&r.key, &r.value, t),
         };
-        match encoded {
-            // The index holds every stored session of the key, and `merged` replaces those found: it
-            // is stored nowhere now.
-            Some(key) => {
-                self.store.borrow_mut().put_new(&r.key, merged, agg.clone());
-                let replaced = std::mem::take(&mut self.scratch);
-                self.open().replace(&key, &replaced, merged);
-                self.scratch = replaced;
-                self.key_buf = key;
-            }
-            None => self.store.borrow_mut().put(&r.key, merged, agg.clone()),
-        }
-        if self.emit == EmitStrategy::OnWindowUpdate {
-            let key = Windowed { key: r.key, window: merged };
-            self.forward.push(
-                ctx,
-                Record { key, value: Change { new: Some(agg), old: None }, timestamp: t, headers: r.headers },
-            );
+        self.store.borrow_mut().put(&r.key, merged, agg.clone());
+        let key = Windowed { key: r.key, window: merged };
+        self.forward
+            .push(ctx, Record { key, value: Change { new: Some(agg), old: None }, timestamp: t, headers: r.headers });
+    }
+}
+
+impl<K: Data, V: Data, A: Data> Downstream<K, V> for SessionAggregate<K, V, A> {
+    fn push(&mut self, ctx: &mut TaskCtx, r: Record<K, V>) {
+        let close = ctx.stream_time.saturating_sub(self.windows.grace);
+        match self.emit {
+            EmitStrategy::OnWindowClose => self.push_on_close(ctx, r, close),
+            EmitStrategy::OnWindowUpdate => self.push_on_update(ctx, r, close),
         }
     }
 }

@@ -36,6 +36,15 @@ pub(crate) trait BytesStore {
         self.put(key, new)
     }
     fn delete(&mut self, key: &[u8]) -> Result<()>;
+    /// Deletes `key` and returns its value (`None`, and nothing written, when it has none): a read and a
+    /// delete in one step, so the cache can hand the value over instead of copying it.
+    fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let v = self.get(key)?;
+        if v.is_some() {
+            self.delete(key)?;
+        }
+        Ok(v)
+    }
     /// Calls `f` for every entry (for rewriting a changelog from the store, after a commit).
     fn for_each(&mut self, f: &mut super::changelog::EntrySink<'_>) -> Result<()> {
         for (k, v) in self.range(&[], None, None)? {

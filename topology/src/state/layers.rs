@@ -382,6 +382,40 @@ impl BytesStore for Caching {
         }
         self.set(key, None, true)
     }
+    fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let seg = self.segment_of(key);
+        if let Some(group) = self.groups.get_mut(&seg) {
+            if let Some(e) = group.entries.get_mut(key) {
+                bump(&self.stats.cache_hits);
+                if e.absent_below {
+                    // As in `delete`: nothing below, so the entry goes and its value is handed over.
+                    let e = group.entries.remove(key).expect("just seen");
+                    self.bytes -= Self::cost(key, &e.value);
+                    if e.dirty {
+                        group.forget_dirty(key, &e);
+                        self.dirty -= 1;
+                    }
+                    return Ok(e.value);
+                }
+                // The store below may have it: the entry becomes a tombstone to write down.
+                let Some(value) = e.value.take() else { return Ok(None) };
+                self.bytes -= value.len();
+                if !e.dirty {
+                    e.dirty = true;
+                    let key = group.entries.get_key_value(key).expect("present").0.clone();
+                    self.mark_dirty(seg, key);
+                }
+                return Ok(Some(value));
+            }
+        }
+        bump(&self.stats.cache_misses);
+        let value = self.inner.get(key)?;
+        match value {
+            Some(_) => self.set(key, None, true)?,
+            None => self.set_known(key, None, false, true)?,
+        }
+        Ok(value)
+    }
     fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, time: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let below = self.inner.range(lo, hi, time)?;
         if self.dirty == 0 {
@@ -491,6 +525,11 @@ impl BytesStore for Metered {
     fn delete(&mut self, key: &[u8]) -> Result<()> {
         bump(&self.stats.deletes);
         self.inner.delete(key)
+    }
+    fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        bump(&self.stats.gets);
+        bump(&self.stats.deletes);
+        self.inner.take(key)
     }
     fn range(&mut self, lo: &[u8], hi: Option<&[u8]>, time: TimeHint) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         bump(&self.stats.range_scans);
@@ -608,6 +647,35 @@ pub(super) mod tests {
         c.flush().unwrap();
         assert_eq!(writes.get(), 3, "the key was below: its delete is written");
         assert_eq!(c.range(b"k-", Some(b"k-\xff"), None).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn take_hands_the_value_over_and_leaves_a_tombstone_only_for_a_key_below() {
+        let (mut c, writes) = cache_over_k_old();
+        // Not cached: read from below, and the key below gets a tombstone.
+        assert_eq!(c.take(b"k-old").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(c.get(b"k-old").unwrap(), None);
+        assert_eq!(c.take(b"k-old").unwrap(), None, "a tombstone has nothing to take");
+        // Taken from the cache (k-000 … k-099 put as new, each taken for the next): nothing stays.
+        let mut current = b"k-000".to_vec();
+        c.put_new(&current, vec![0]).unwrap();
+        for i in 1..100u8 {
+            let v = c.take(&current).unwrap().expect("the live key");
+            current = format!("k-{i:03}").into_bytes();
+            c.put_new(&current, vec![v[0] + 1]).unwrap();
+        }
+        assert_eq!(c.groups[&0].entries.len(), 2, "k-old's tombstone and k-099");
+        // A key absent everywhere is taken as nothing and written as nothing.
+        assert_eq!(c.take(b"k-none").unwrap(), None);
+        c.flush().unwrap();
+        assert_eq!(writes.get(), 2, "k-old's delete and k-099");
+        assert_eq!(c.range(b"k-", Some(b"k-\xff"), None).unwrap(), vec![(b"k-099".to_vec(), vec![99])]);
+        // Written down, k-099 is below: taking it is a real delete again.
+        assert_eq!(c.take(b"k-099").unwrap(), Some(vec![99]));
+        c.flush().unwrap();
+        assert_eq!(writes.get(), 3);
+        let counted: usize = c.groups.values().flat_map(|g| &g.entries).map(|(k, e)| Caching::cost(k, &e.value)).sum();
+        assert_eq!(c.bytes, counted, "the byte count follows taken values");
     }
 
     #[test]

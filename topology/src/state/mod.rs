@@ -111,6 +111,13 @@ pub trait SessionStore<K, V>: StateStore {
     }
     /// Removes a session.
     fn remove(&mut self, key: &K, window: Window);
+    /// Removes a session and returns its value (`None` when it is not stored): a read and a remove in
+    /// one step, for a session that a record grows or merges away.
+    fn take_session(&mut self, key: &K, window: Window) -> Option<V> {
+        let v = self.fetch_session(key, window)?;
+        self.remove(key, window);
+        Some(v)
+    }
     /// Drops sessions that end before `end` (whole segments at a time, at least).
     fn expire_before(&mut self, end: i64);
 }

@@ -21,13 +21,13 @@ pub(crate) const FORMAT_VERSION: u8 = 1;
 /// The first store error of a task, checked after every record.
 pub(crate) type ErrorSlot = Rc<RefCell<Option<Error>>>;
 
-/// A value's stored form: the format version, then its bincode; an error names the store when serde
-/// refuses the value (a failing `Serialize`, a sequence of unknown length): the task stops with it,
-/// rather than panicking.
-pub(crate) fn encode_value<V: Data>(store: &str, v: &V) -> Result<Vec<u8>> {
-    let mut buf = vec![FORMAT_VERSION];
-    try_encode_into(store, v, &mut buf)?;
-    Ok(buf)
+/// A value's stored form, into `buf` (cleared first): the format version, then its bincode; an error
+/// names the store when serde refuses the value (a failing `Serialize`, a sequence of unknown length):
+/// the task stops with it, rather than panicking.
+fn encode_value_into<V: Data>(store: &str, v: &V, buf: &mut Vec<u8>) -> Result<()> {
+    buf.clear();
+    buf.push(FORMAT_VERSION);
+    try_encode_into(store, v, buf)
 }
 
 fn try_encode_into<V: Data>(store: &str, v: &V, buf: &mut Vec<u8>) -> Result<()> {
@@ -58,11 +58,20 @@ struct Inner {
     stack: RefCell<Box<dyn BytesStore>>,
     errors: ErrorSlot,
     buf: KeyBuf,
+    /// The buffer of the last value taken out of the store, reused for the next value put in (a
+    /// session that grows is taken and put back each record: no allocation for it).
+    spare: RefCell<Vec<u8>>,
 }
 
 impl Inner {
     fn new(name: &str, stack: Box<dyn BytesStore>, errors: ErrorSlot) -> Inner {
-        Inner { name: name.to_string(), stack: RefCell::new(stack), errors, buf: KeyBuf::new() }
+        Inner {
+            name: name.to_string(),
+            stack: RefCell::new(stack),
+            errors,
+            buf: KeyBuf::new(),
+            spare: RefCell::new(Vec::new()),
+        }
     }
     fn ok<T: Default>(&self, r: Result<T>) -> T {
         r.unwrap_or_else(|e| {
@@ -82,14 +91,28 @@ impl Inner {
         self.ok(r);
         self.ok(out.transpose())
     }
+    /// `v`'s stored form, in the spare buffer.
+    fn encode<V: Data>(&self, v: &V) -> Result<Vec<u8>> {
+        let mut buf = std::mem::take(&mut *self.spare.borrow_mut());
+        encode_value_into(&self.name, v, &mut buf)?;
+        Ok(buf)
+    }
     fn put<V: Data>(&self, key: &[u8], v: &V) {
-        let r = encode_value(&self.name, v).and_then(|v| self.stack.borrow_mut().put(key, v));
+        let r = self.encode(v).and_then(|v| self.stack.borrow_mut().put(key, v));
         self.ok(r)
     }
     /// [`put`](Self::put) of a key stored nowhere yet (see `BytesStore::put_new`).
     fn put_new<V: Data>(&self, key: &[u8], v: &V) {
-        let r = encode_value(&self.name, v).and_then(|v| self.stack.borrow_mut().put_new(key, v));
+        let r = self.encode(v).and_then(|v| self.stack.borrow_mut().put_new(key, v));
         self.ok(r)
+    }
+    /// Deletes `key`, returning its value; its buffer becomes the spare.
+    fn take<V: Data>(&self, key: &[u8]) -> Option<V> {
+        let r = self.stack.borrow_mut().take(key);
+        let raw = self.ok(r)?;
+        let v = self.value(&raw);
+        *self.spare.borrow_mut() = raw;
+        v
     }
     /// Runs `f` on the encoded `key ++ suffix` without allocating.
     fn with_key<K: Data, R>(&self, key: &K, suffix: &[i64], f: impl FnOnce(&[u8]) -> R) -> R {
@@ -120,8 +143,7 @@ impl Inner {
                         None
                     }
                 };
-                buf.push(FORMAT_VERSION);
-                if let Err(e) = try_encode_into(&self.name, &f(prev), buf) {
+                if let Err(e) = encode_value_into(&self.name, &f(prev), buf) {
                     // The task stops with the error; the old value stays.
                     failed = Some(e);
                     buf.clear();
@@ -192,10 +214,7 @@ impl<K: Data, V: Data> KeyValueStore<K, V> for PersistentKv<K, V> {
         self.0.with_key(key, &[], |k| self.0.put(k, &value))
     }
     fn delete(&mut self, key: &K) -> Option<V> {
-        let k = self.0.encoded(key, &[]);
-        let old = self.0.get(&k);
-        self.0.delete(&k);
-        old
+        self.0.with_key(key, &[], |k| self.0.take(k))
     }
     fn all(&self) -> Vec<(K, V)> {
         let rows = self.0.range(&[], None, None);
@@ -231,7 +250,7 @@ impl<K: Data, V: Data> WindowStore<K, V> for PersistentWindow<K, V> {
         self.0.with_key(key, &[start], |k| self.0.put(k, &value))
     }
     fn remove(&mut self, key: &K, start: i64) {
-        self.0.delete(&self.0.encoded(key, &[start]))
+        self.0.with_key(key, &[start], |k| self.0.delete(k))
     }
     fn update(&mut self, key: &K, start: i64, f: &mut dyn FnMut(Option<V>) -> V) -> Option<V> {
         let mut old: Option<V> = None;
@@ -292,7 +311,10 @@ impl<K: Data, V: Data> SessionStore<K, V> for PersistentSession<K, V> {
         self.0.with_key(key, &[window.end, window.start], |k| self.0.put_new(k, &value))
     }
     fn remove(&mut self, key: &K, window: Window) {
-        self.0.delete(&self.0.encoded(key, &[window.end, window.start]))
+        self.0.with_key(key, &[window.end, window.start], |k| self.0.delete(k))
+    }
+    fn take_session(&mut self, key: &K, window: Window) -> Option<V> {
+        self.0.with_key(key, &[window.end, window.start], |k| self.0.take(k))
     }
     fn expire_before(&mut self, end: i64) {
         self.0.expire_before(end)
@@ -310,6 +332,8 @@ mod tests {
             err.to_string(),
             "state store `counts` failed: stored value has format version 7; this build reads version 1 (restore from the changelog or migrate the state directory)"
         );
-        assert_eq!(decode_value::<u64>("c", &encode_value("c", &42u64).unwrap()).unwrap(), 42);
+        let mut stored = vec![9, 9];
+        encode_value_into("c", &42u64, &mut stored).unwrap();
+        assert_eq!(decode_value::<u64>("c", &stored).unwrap(), 42);
     }
 }
