@@ -120,6 +120,9 @@ pub(crate) struct Engine {
     spare_out: Vec<OutRecord>,
     /// Repartition sinks hand typed records over (see `hand_over_repartitions`).
     typed_handover: bool,
+    /// Tasks reading one topic that were just handed a record each (one entry per record), to process
+    /// right away (see [`step_lowest`](Self::step_lowest)).
+    handed: Vec<TaskId>,
     /// The route last sent to (see `route_of_sent`).
     last_route: Option<(Arc<str>, usize)>,
 }
@@ -340,6 +343,9 @@ impl Engine {
         let id = TaskId { subtopology: route.readers[0], partition: p };
         let task = self.tasks.get_mut(&id).expect("every task is open where records are handed over");
         task.enqueue_typed(topic, p, offset, record);
+        if task.reads_one_topic() {
+            self.handed.push(id);
+        }
     }
 
     /// Processes until no task has buffered input.
@@ -360,6 +366,8 @@ impl Engine {
                 }
             }
             if !progressed {
+                // Everything handed over is processed.
+                self.handed.clear();
                 return Ok(());
             }
         }
@@ -444,6 +452,7 @@ impl Engine {
             latency: LatencySampler::default(),
             spare_out: Vec::new(),
             typed_handover: false,
+            handed: Vec::new(),
             last_route: None,
         };
         if !lazy_tasks {
@@ -638,8 +647,9 @@ impl Engine {
     }
 
     /// Processes one record: the lowest-timestamp head over every task (global tables first), so records
-    /// of all partitions and topics are processed in event-time order, as one merged stream. Returns
-    /// whether anything was processed.
+    /// of all partitions and topics are processed in event-time order, as one merged stream; then what
+    /// it handed over to tasks that read one topic (see `process_handed`). Returns whether anything
+    /// was processed.
     pub(crate) fn step_lowest(&mut self) -> Result<bool, Error> {
         if let Some(g) = self.global.as_mut() {
             if g.process_one()? {
@@ -651,7 +661,27 @@ impl Engine {
         let next = self.tasks.iter().filter_map(|(id, t)| t.head_timestamp().map(|ts| (ts, *id))).min();
         let Some((_, id)) = next else { return Ok(false) };
         self.process_task(id)?;
+        self.process_handed()?;
         Ok(true)
+    }
+
+    /// Processes, in the order they came, the records just handed over to tasks that read one topic
+    /// (and what those hand over in turn). Such a task takes its input in arrival order whenever it
+    /// runs, so running it now changes nothing it computes, and saves a search of every task's head
+    /// per record: a repartition in this process costs a queue, not a scheduling round (as Flink
+    /// chains operators).
+    fn process_handed(&mut self) -> Result<(), Error> {
+        let mut next = 0;
+        let mut result = Ok(());
+        while let Some(&id) = self.handed.get(next) {
+            next += 1;
+            if let Err(e) = self.process_task(id) {
+                result = Err(e);
+                break;
+            }
+        }
+        self.handed.clear();
+        result
     }
 
     /// Processes the next record of task `id` and routes what it wrote (timing it now and then for

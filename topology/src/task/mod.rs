@@ -296,6 +296,11 @@ impl Task {
         kept.expect("handing a typed record over cannot fail");
     }
 
+    /// True when the task reads a single topic: it then processes its records in arrival order.
+    pub(crate) fn reads_one_topic(&self) -> bool {
+        self.sources.len() == 1
+    }
+
     /// The timestamp of the record `process_one` would process next.
     pub(crate) fn head_timestamp(&self) -> Option<i64> {
         self.sources.iter().filter_map(|s| s.node.head_timestamp()).min()

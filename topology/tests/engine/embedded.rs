@@ -263,6 +263,37 @@ fn repartitions_hand_typed_records_to_the_reading_task_without_encoding_values()
     assert_eq!(tasks.len(), 3, "{tasks:?}");
 }
 
+#[test]
+fn a_record_handed_over_to_a_task_reading_one_topic_is_processed_in_the_same_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    let mut b = StreamsBuilder::new();
+    let words = b.stream("in", Consumed::with(s(), s()));
+    words.clone().map_values(|w: String| format!("read {w}")).to("trace", Produced::with(s(), s()));
+    words
+        .map(|_, w: String| (w.clone(), w))
+        .group_by_key(Grouped::as_("by-word"))
+        .count(Materialized::as_("counts"))
+        .to_stream()
+        .map_values(|n: Option<u64>| format!("count {}", n.unwrap_or(0)))
+        .to("trace", Produced::with(s(), s()));
+    // Out of order: the second record is older than the first one's repartitioned copy.
+    write_lines(&input, &[env("k", json!("x"), 10), env("k", json!("y"), 5), env("k", json!("x"), 20)]);
+    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
+    cfg.input_format = InputFormat::Envelope;
+    cfg.inputs = vec![("in".into(), Input::File(input))];
+    cfg.outputs = vec![("trace".into(), Output::File(out.clone()))];
+    cfg.cache_max_bytes = 0; // every count is forwarded as it changes
+    run_embedded(&b.build().unwrap(), &cfg).unwrap();
+    let trace: Vec<String> = read_lines(&out)
+        .into_iter()
+        .map(|l| format!("{} {}", l["key"].as_str().unwrap(), l["value"].as_str().unwrap()))
+        .collect();
+    // The counting task reads only the repartition topic: each record is counted right after it is
+    // read, not when its timestamp comes up among the heads of every task.
+    assert_eq!(trace, ["k read x", "x count 1", "k read y", "y count 1", "k read x", "x count 2"]);
+}
+
 /// `(word, n)` records with timestamps 1, 2, …: the first `n` of one fixed sequence.
 fn typed_words(n: usize) -> topology::RecordsInput {
     topology::RecordsInput::new(s(), move || {
