@@ -50,6 +50,10 @@ impl Processor<String, i64> for Progress {
 }
 
 fn driver(dir: &Path, exactly_once: bool) -> TestDriver {
+    driver_with_cache(dir, exactly_once, 1 << 16)
+}
+
+fn driver_with_cache(dir: &Path, exactly_once: bool, cache_max_bytes: usize) -> TestDriver {
     let mut b = StreamsBuilder::new();
     b.add_state_store(Stores::key_value::<String, i64>("progress"));
     let grouped = b
@@ -61,7 +65,7 @@ fn driver(dir: &Path, exactly_once: bool) -> TestDriver {
     // Changelogs are rewritten from the stores every few hundred records, so kills land in compactions
     // too.
     let config =
-        StateConfig::new(dir).exactly_once(exactly_once).cache_max_bytes(1 << 16).compact_changelogs_after(300);
+        StateConfig::new(dir).exactly_once(exactly_once).cache_max_bytes(cache_max_bytes).compact_changelogs_after(300);
     TestDriver::builder(b.build().unwrap()).application_id("crash").state(config).build().unwrap()
 }
 
@@ -183,6 +187,67 @@ fn sigkill_at_random_points_at_least_once_loses_nothing() {
     for (k, want) in want_sums {
         assert!(sums[&k] >= want, "{k}: {} < {want} after {kills} kills: a record was lost", sums[&k]);
     }
+}
+
+/// A crash while a commit rewrites a changelog leaves a checkpoint that names no offset for that
+/// store: the restart restores it in full, from its log. Under exactly-once, what the restarted task
+/// then appends must still be rolled back by a second crash before its first commit — else that store
+/// runs ahead of the others (here: sums ahead of the input position, so replayed records are summed
+/// twice).
+#[test]
+fn a_store_restored_without_an_offset_is_rolled_back_to_its_restore_by_the_next_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    // A cache of one byte: every write reaches the changelogs at once, as a commit's flushes do.
+    let open = || driver_with_cache(dir.path(), true, 1);
+    let position = |d: &TestDriver| d.kv_get::<String, i64>("progress", &"position".to_string()).map_or(0, |p| p + 1);
+    let pipe = |d: &TestDriver, seqs: std::ops::Range<i64>, commit: bool| {
+        let input = d.input_topic("in", s(), i());
+        for seq in seqs {
+            input.pipe(key_of(seq), seq, seq);
+            if commit && seq % 7 == 0 {
+                d.commit().unwrap();
+            }
+        }
+    };
+    // A crash (the driver dropped, never closed) during the commit after record 98…
+    let d = open();
+    pipe(&d, 0..99, true);
+    drop(d);
+    // …that was rewriting the changelog of `sums`: its checkpoint names no offset for it.
+    let checkpoints: Vec<std::path::PathBuf> =
+        walk(dir.path()).into_iter().filter(|p| p.ends_with("checkpoint")).collect();
+    assert_eq!(checkpoints.len(), 1, "one task: {checkpoints:?}");
+    let text = std::fs::read_to_string(&checkpoints[0]).unwrap();
+    let edited: String = text.lines().filter(|l| !l.starts_with("store sums ")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(edited, text, "the checkpoint named the offset of `sums`");
+    std::fs::write(&checkpoints[0], edited).unwrap();
+    // The restart goes on from the commit and crashes again before committing anything.
+    let d = open();
+    assert_eq!(position(&d), 99);
+    pipe(&d, 99..150, false);
+    drop(d);
+    // The next restart is back at the commit, every store with it, and finishes as if never stopped.
+    let d = open();
+    assert_eq!(position(&d), 99, "rolled back to the commit");
+    pipe(&d, 99..records(), true);
+    let sums: BTreeMap<String, i64> = d.kv_all("sums").into_iter().collect();
+    let maxes: BTreeMap<String, i64> = d.kv_all("maxes").into_iter().collect();
+    d.close().unwrap();
+    assert_eq!((sums, maxes), expected());
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 const EOS_CHILD: &str = "TOPOLOGY_EOS_CHILD_DIR";
