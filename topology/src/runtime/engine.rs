@@ -60,10 +60,12 @@ impl Route {
     fn place(&mut self, partition: Option<u32>, key: Option<&[u8]>) -> (u32, u64) {
         let n = self.partitions;
         let log = &mut self.log;
-        log.next_offset.resize(n as usize, 0);
+        if log.next_offset.len() != n as usize {
+            log.next_offset.resize(n as usize, 0);
+        }
         let p = match (partition, key) {
+            _ if n == 1 => 0,
             (Some(p), _) => p % n,
-            (None, Some(_)) if n == 1 => 0,
             (None, Some(k)) => partition_for(k, n),
             (None, None) => {
                 log.round_robin = (log.round_robin + 1) % n;

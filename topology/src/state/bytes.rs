@@ -1,5 +1,6 @@
 //! The byte-level store interface that the persistence layers stack on:
-//! `Metered(Caching(ChangeLogging(WriteBehind(sled))))`, as Kafka Streams layers RocksDB.
+//! `Metered(Caching(ChangeLogging(WriteBehind(sled))))`, as Kafka Streams layers RocksDB (window and
+//! session stores keep a typed front above it, see `front`).
 //!
 //! Keys are the encoded keys of the typed stores (window and session keys carry the window); values are
 //! version-stamped encodings. Every layer implements [`BytesStore`].

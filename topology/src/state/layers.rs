@@ -1,7 +1,7 @@
 //! The layers between a typed store and its sled trees, each one concern:
 //! [`ChangeLogging`] mirrors writes to the changelog, [`Caching`] is the write-back cache bounded in bytes,
 //! [`Metered`] counts operations. Stacked as `Metered(Caching(ChangeLogging(WriteBehind(sled))))` (see
-//! `write_behind` for the last one).
+//! `write_behind` for the last one; window and session stores keep a typed front above, see `front`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
@@ -231,12 +231,13 @@ impl Caching {
         segment_of(self.segments, key)
     }
 
-    /// Caches `value` for `key`; `dirty` when it still has to reach the store below. A new entry's
-    /// `absent_below` is what the caller knows (false: unknown).
+    /// Caches `value` for `key`; `dirty` when it still has to reach the store below.
     fn set(&mut self, key: &[u8], value: Option<Vec<u8>>, dirty: bool) -> Result<()> {
         self.set_known(key, value, dirty, false)
     }
 
+    /// [`set`](Self::set) with what the caller knows of the store below: a new entry's `absent_below`
+    /// (an entry already cached keeps its own).
     fn set_known(&mut self, key: &[u8], value: Option<Vec<u8>>, dirty: bool, absent_below: bool) -> Result<()> {
         let added = Self::cost(key, &value);
         let seg = self.segment_of(key);
@@ -334,9 +335,9 @@ impl BytesStore for Caching {
         self.set(key, Some(value), true)
     }
     fn put_new(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
-        // Cached already (a tombstone of a value below, say): an ordinary put keeps what is known.
-        let absent_below = self.lookup(key).is_none();
-        self.set_known(key, Some(value), true, absent_below)
+        // A new entry is absent below, as the caller says; a cached one (a tombstone of a value below,
+        // say) keeps what is known of it, as an ordinary put does.
+        self.set_known(key, Some(value), true, true)
     }
     fn update(&mut self, key: &[u8], f: &mut UpdateFn<'_>) -> Result<()> {
         let seg = self.segment_of(key);

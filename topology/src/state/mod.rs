@@ -7,6 +7,7 @@
 
 mod bytes;
 mod changelog;
+mod front;
 mod layers;
 mod memory;
 mod persistent;
@@ -26,7 +27,7 @@ pub(crate) use bytes::BytesStore;
 pub use changelog::{Changelog, EntriesFn, EntrySink, LogChangelog, ReplayFn};
 pub(crate) use layers::{Caching, ChangeLogging, Metered, SharedChangelog, StoreStats};
 pub(crate) use memory::{decode_key, InMemoryKeyValueStore, InMemorySessionStore, InMemoryWindowStore};
-pub(crate) use persistent::ErrorSlot;
+pub(crate) use persistent::{ErrorSlot, FrontSpec};
 pub(crate) use sled_store::Segmenting;
 pub(crate) use sled_store::{SledKv, SledSegmented};
 pub(crate) use write_behind::{for_each_over, Pending, WriteBehind};
@@ -136,7 +137,8 @@ pub enum StoreKind {
 /// A store instance: its typed handle (as `dyn Any`) and its type-erased `StateStore`.
 pub(crate) type StoreInstance = (Rc<dyn Any>, Rc<RefCell<dyn StateStore>>);
 type MakeStore = dyn Fn() -> StoreInstance + Send + Sync;
-type MakePersistent = dyn Fn(Box<dyn BytesStore>, ErrorSlot) -> StoreInstance + Send + Sync;
+/// Makes a typed store over a byte stack, with a typed front (window and session stores).
+type MakePersistent = dyn Fn(Box<dyn BytesStore>, ErrorSlot, FrontSpec) -> StoreInstance + Send + Sync;
 
 /// A declared store: its name, kind, whether it is changelogged, and how a task creates its instance.
 #[derive(Clone)]
@@ -214,8 +216,15 @@ impl Stores {
                 let typed: KeyValueStoreHandle<K, V> = s.clone();
                 (Rc::new(typed) as Rc<dyn Any>, s as Rc<RefCell<dyn StateStore>>)
             }),
-            make_persistent: Arc::new(move |stack, errors| {
-                let s = Rc::new(RefCell::new(persistent::PersistentKv::<K, V>::new(&p, stack, errors)));
+            // Key-value stores have no typed front: a value that cannot be stored stops the task at its
+            // record, not at the next commit.
+            make_persistent: Arc::new(move |stack, errors, _| {
+                let s = Rc::new(RefCell::new(persistent::PersistentKv::<K, V>::new(
+                    &p,
+                    stack,
+                    errors,
+                    FrontSpec::default(),
+                )));
                 let typed: KeyValueStoreHandle<K, V> = s.clone();
                 (Rc::new(typed) as Rc<dyn Any>, s as Rc<RefCell<dyn StateStore>>)
             }),
@@ -235,8 +244,8 @@ impl Stores {
                 let typed: WindowStoreHandle<K, V> = s.clone();
                 (Rc::new(typed) as Rc<dyn Any>, s as Rc<RefCell<dyn StateStore>>)
             }),
-            make_persistent: Arc::new(move |stack, errors| {
-                let s = Rc::new(RefCell::new(persistent::PersistentWindow::<K, V>::new(&p, stack, errors)));
+            make_persistent: Arc::new(move |stack, errors, front| {
+                let s = Rc::new(RefCell::new(persistent::PersistentWindow::<K, V>::new(&p, stack, errors, front)));
                 let typed: WindowStoreHandle<K, V> = s.clone();
                 (Rc::new(typed) as Rc<dyn Any>, s as Rc<RefCell<dyn StateStore>>)
             }),
@@ -256,8 +265,8 @@ impl Stores {
                 let typed: SessionStoreHandle<K, V> = s.clone();
                 (Rc::new(typed) as Rc<dyn Any>, s as Rc<RefCell<dyn StateStore>>)
             }),
-            make_persistent: Arc::new(move |stack, errors| {
-                let s = Rc::new(RefCell::new(persistent::PersistentSession::<K, V>::new(&p, stack, errors)));
+            make_persistent: Arc::new(move |stack, errors, front| {
+                let s = Rc::new(RefCell::new(persistent::PersistentSession::<K, V>::new(&p, stack, errors, front)));
                 let typed: SessionStoreHandle<K, V> = s.clone();
                 (Rc::new(typed) as Rc<dyn Any>, s as Rc<RefCell<dyn StateStore>>)
             }),

@@ -2,14 +2,18 @@
 //! `[format version][bincode]`. A value written by an incompatible format is a clear error, not garbage.
 //!
 //! The typed traits do not return `Result` (operators would drown in it); a failure is recorded in the
-//! task's [`ErrorSlot`] and the task stops with it after the current record.
+//! task's [`ErrorSlot`] and the task stops with it after the current record. Window and session stores
+//! keep changed values decoded in a typed front (see `front`): a value of theirs that cannot be encoded
+//! fails when it is written down, at the latest by the commit, which then fails.
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
 use super::bytes::BytesStore;
+use super::front::{Front, Lookup};
 use super::memory::{decode_key, KeyBuf};
+use super::Segmenting;
 use super::{read_ts, Data, KeyValueStore, SessionStore, StateStore, WindowStore};
 use crate::error::{Error, Result};
 use crate::serdes::decode;
@@ -130,26 +134,24 @@ impl Inner {
         let r = self.stack.borrow_mut().expire_before(t);
         self.ok(r)
     }
-    /// Replaces the value of `key ++ start` with `f(old)` in one pass through the stack; a stored value
-    /// that does not decode is the task's error (and `f` sees `None`).
-    fn update_value<K: Data, V: Data>(&self, key: &K, start: i64, f: &mut dyn FnMut(Option<V>) -> V) {
+    /// Replaces the value of `key` with `f(old)` in one pass through the stack; a stored value that
+    /// does not decode is the task's error (and `f` sees `None`).
+    fn update_value<V: Data>(&self, key: &[u8], f: &mut dyn FnMut(Option<V>) -> V) {
         let mut failed = None;
-        let r = self.with_key(key, &[start], |k| {
-            self.stack.borrow_mut().update(k, &mut |raw, buf| {
-                let prev = match raw.map(|raw| decode_value::<V>(&self.name, raw)).transpose() {
-                    Ok(v) => v,
-                    Err(e) => {
-                        failed = Some(e);
-                        None
-                    }
-                };
-                if let Err(e) = encode_value_into(&self.name, &f(prev), buf) {
-                    // The task stops with the error; the old value stays.
+        let r = self.stack.borrow_mut().update(key, &mut |raw, buf| {
+            let prev = match raw.map(|raw| decode_value::<V>(&self.name, raw)).transpose() {
+                Ok(v) => v,
+                Err(e) => {
                     failed = Some(e);
-                    buf.clear();
-                    buf.extend_from_slice(raw.unwrap_or(&[]));
+                    None
                 }
-            })
+            };
+            if let Err(e) = encode_value_into(&self.name, &f(prev), buf) {
+                // The task stops with the error; the old value stays.
+                failed = Some(e);
+                buf.clear();
+                buf.extend_from_slice(raw.unwrap_or(&[]));
+            }
         });
         self.ok(r);
         if let Some(e) = failed {
@@ -161,26 +163,126 @@ impl Inner {
     }
 }
 
+/// A typed store's byte stack and its typed front (see `front`): what reads and writes of one key go
+/// through. Every read in key order (ranges, expiry) and every flush writes the front down first.
+struct Stack<V> {
+    inner: Inner,
+    front: RefCell<Front<V>>,
+}
+
+impl<V: Data> Stack<V> {
+    fn new(name: &str, stack: Box<dyn BytesStore>, errors: ErrorSlot, front: FrontSpec) -> Self {
+        let front = RefCell::new(Front::new(front.max_entries, front.segments));
+        Stack { inner: Inner::new(name, stack, errors), front }
+    }
+    fn get(&self, key: &[u8]) -> Option<V> {
+        if let Lookup::Here(v) = self.front.borrow().get(key) {
+            return v.cloned();
+        }
+        self.inner.get(key)
+    }
+    /// Stores `value`; `new` when the caller knows no layer has the key (see `BytesStore::put_new`).
+    fn put(&self, key: &[u8], value: &V, new: bool) {
+        if !self.front.borrow().is_on() {
+            return if new { self.inner.put_new(key, value) } else { self.inner.put(key, value) };
+        }
+        self.front.borrow_mut().put(key, value.clone(), new);
+        self.keep_within_bound();
+    }
+    /// Replaces the value of `key` with `f(old)`.
+    fn update(&self, key: &[u8], f: &mut dyn FnMut(Option<V>) -> V) {
+        let mut front = self.front.borrow_mut();
+        if !front.is_on() {
+            drop(front);
+            return self.inner.update_value(key, f);
+        }
+        if let Some(slot) = front.slot(key) {
+            let old = slot.value.take();
+            slot.value = Some(f(old));
+            return;
+        }
+        drop(front);
+        let old = self.inner.get(key);
+        // Absent from every layer below when they have no value for it (a cached tombstone above a
+        // value below stays what the cache knows it is: see `Caching::put_new`).
+        let new = old.is_none();
+        let value = f(old);
+        self.front.borrow_mut().put(key, value, new);
+        self.keep_within_bound();
+    }
+    /// Deletes `key`, returning its value.
+    fn take(&self, key: &[u8]) -> Option<V> {
+        match self.front.borrow_mut().take(key) {
+            Lookup::Here(v) => v,
+            Lookup::Below => self.inner.take(key),
+        }
+    }
+    fn delete(&self, key: &[u8]) {
+        if let Lookup::Below = self.front.borrow_mut().take(key) {
+            self.inner.delete(key)
+        }
+    }
+    /// Writes every entry of the front down through the byte layers and empties it.
+    fn write_down(&self) {
+        let mut front = self.front.borrow_mut();
+        if front.is_empty() {
+            return;
+        }
+        front.drain(|key, slot| match slot.value {
+            Some(v) if slot.new => self.inner.put_new(key, &v),
+            Some(v) => self.inner.put(key, &v),
+            None => self.inner.delete(key),
+        });
+    }
+    fn keep_within_bound(&self) {
+        if self.front.borrow().is_full() {
+            self.write_down();
+        }
+    }
+    fn range(&self, lo: &[u8], hi: Option<&[u8]>, time: Option<(i64, i64)>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.write_down();
+        self.inner.range(lo, hi, time)
+    }
+    fn expire_before(&self, t: i64) {
+        self.front.borrow_mut().expire_before(t);
+        self.inner.expire_before(t)
+    }
+}
+
+/// The typed front a store gets (see `front`): at most `max_entries` entries (0: none), in the time
+/// segments of the layers below.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct FrontSpec {
+    pub(crate) max_entries: usize,
+    pub(crate) segments: Option<Segmenting>,
+}
+
 macro_rules! typed_store {
     ($(#[$doc:meta])* $t:ident) => {
         $(#[$doc])*
-        pub(crate) struct $t<K, V>(Inner, PhantomData<fn() -> (K, V)>);
+        pub(crate) struct $t<K, V>(Stack<V>, PhantomData<fn() -> K>);
 
-        impl<K, V> $t<K, V> {
-            pub(crate) fn new(name: &str, stack: Box<dyn BytesStore>, errors: ErrorSlot) -> Self {
-                $t(Inner::new(name, stack, errors), PhantomData)
+        impl<K, V: Data> $t<K, V> {
+            /// A typed store over `stack`, with the typed front `front`.
+            pub(crate) fn new(name: &str, stack: Box<dyn BytesStore>, errors: ErrorSlot, front: FrontSpec) -> Self {
+                $t(Stack::new(name, stack, errors, front), PhantomData)
             }
         }
 
-        impl<K, V> StateStore for $t<K, V> {
+        impl<K, V: Data> StateStore for $t<K, V> {
             fn name(&self) -> &str {
-                &self.0.name
+                &self.0.inner.name
             }
             fn flush(&mut self) -> Result<()> {
-                self.0.stack.borrow_mut().flush()
+                self.0.write_down();
+                // A value of the front that could not be stored fails the commit.
+                if let Some(e) = self.0.inner.errors.borrow_mut().take() {
+                    return Err(e);
+                }
+                self.0.inner.stack.borrow_mut().flush()
             }
             fn approximate_num_entries(&self) -> u64 {
-                self.0.stack.borrow().approximate_len()
+                self.0.inner.stack.borrow().approximate_len() + self.0.front.borrow().len() as u64
             }
         }
     };
@@ -208,31 +310,31 @@ fn prefix_end(prefix: &[u8], suffix_len: usize) -> Vec<u8> {
 
 impl<K: Data, V: Data> KeyValueStore<K, V> for PersistentKv<K, V> {
     fn get(&self, key: &K) -> Option<V> {
-        self.0.with_key(key, &[], |k| self.0.get(k))
+        self.0.inner.with_key(key, &[], |k| self.0.get(k))
     }
     fn put(&mut self, key: &K, value: V) {
-        self.0.with_key(key, &[], |k| self.0.put(k, &value))
+        self.0.inner.with_key(key, &[], |k| self.0.put(k, &value, false))
     }
     fn delete(&mut self, key: &K) -> Option<V> {
-        self.0.with_key(key, &[], |k| self.0.take(k))
+        self.0.inner.with_key(key, &[], |k| self.0.take(k))
     }
     fn all(&self) -> Vec<(K, V)> {
         let rows = self.0.range(&[], None, None);
-        rows.into_iter().filter_map(|(k, v)| Some((decode_key(&k), self.0.value(&v)?))).collect()
+        rows.into_iter().filter_map(|(k, v)| Some((decode_key(&k), self.0.inner.value(&v)?))).collect()
     }
 }
 
 impl<K: Data, V: Data> WindowStore<K, V> for PersistentWindow<K, V> {
     fn fetch(&self, key: &K, start: i64) -> Option<V> {
-        self.0.with_key(key, &[start], |k| self.0.get(k))
+        self.0.inner.with_key(key, &[start], |k| self.0.get(k))
     }
     fn fetch_range(&self, key: &K, from: i64, to: i64) -> Vec<(i64, V)> {
         if from > to {
             return Vec::new();
         }
-        let (lo, hi) = (self.0.encoded(key, &[from]), self.0.encoded(key, &[to]));
+        let (lo, hi) = (self.0.inner.encoded(key, &[from]), self.0.inner.encoded(key, &[to]));
         let rows = self.0.range(&lo, Some(&hi), Some((from, to)));
-        rows.into_iter().filter_map(|(k, v)| Some((read_ts(&k[k.len() - 8..]), self.0.value(&v)?))).collect()
+        rows.into_iter().filter_map(|(k, v)| Some((read_ts(&k[k.len() - 8..]), self.0.inner.value(&v)?))).collect()
     }
     fn fetch_all(&self, from: i64, to: i64) -> Vec<(K, i64, V)> {
         let rows = self.0.range(&[], None, Some((from, to)));
@@ -244,17 +346,17 @@ impl<K: Data, V: Data> WindowStore<K, V> for PersistentWindow<K, V> {
             })
             .collect();
         out.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-        out.into_iter().filter_map(|(k, t, v)| Some((decode_key(&k), t, self.0.value(&v)?))).collect()
+        out.into_iter().filter_map(|(k, t, v)| Some((decode_key(&k), t, self.0.inner.value(&v)?))).collect()
     }
     fn put(&mut self, key: &K, start: i64, value: V) {
-        self.0.with_key(key, &[start], |k| self.0.put(k, &value))
+        self.0.inner.with_key(key, &[start], |k| self.0.put(k, &value, false))
     }
     fn remove(&mut self, key: &K, start: i64) {
-        self.0.with_key(key, &[start], |k| self.0.delete(k))
+        self.0.inner.with_key(key, &[start], |k| self.0.delete(k))
     }
     fn update(&mut self, key: &K, start: i64, f: &mut dyn FnMut(Option<V>) -> V) -> Option<V> {
         let mut old: Option<V> = None;
-        self.0.update_value(key, start, &mut |prev| {
+        self.upsert(key, start, &mut |prev| {
             let new = f(prev.clone());
             old = prev;
             new
@@ -262,7 +364,7 @@ impl<K: Data, V: Data> WindowStore<K, V> for PersistentWindow<K, V> {
         old
     }
     fn upsert(&mut self, key: &K, start: i64, f: &mut dyn FnMut(Option<V>) -> V) {
-        self.0.update_value(key, start, f);
+        self.0.inner.with_key(key, &[start], |k| self.0.update(k, f))
     }
     fn expire_before(&mut self, start: i64) {
         self.0.expire_before(start)
@@ -276,8 +378,8 @@ fn session_window(k: &[u8]) -> Window {
 
 impl<K: Data, V: Data> SessionStore<K, V> for PersistentSession<K, V> {
     fn find_sessions(&self, key: &K, earliest_end: i64, latest_start: i64) -> Vec<(Window, V)> {
-        let lo = self.0.encoded(key, &[earliest_end, i64::MIN]);
-        let hi = prefix_end(&self.0.encoded(key, &[]), 16);
+        let lo = self.0.inner.encoded(key, &[earliest_end, i64::MIN]);
+        let hi = prefix_end(&self.0.inner.encoded(key, &[]), 16);
         let rows = self.0.range(&lo, Some(&hi), Some((earliest_end, i64::MAX)));
         rows.into_iter()
             .filter_map(|(k, v)| {
@@ -285,12 +387,12 @@ impl<K: Data, V: Data> SessionStore<K, V> for PersistentSession<K, V> {
                 if w.start > latest_start {
                     return None;
                 }
-                Some((w, self.0.value(&v)?))
+                Some((w, self.0.inner.value(&v)?))
             })
             .collect()
     }
     fn fetch_session(&self, key: &K, window: Window) -> Option<V> {
-        self.0.with_key(key, &[window.end, window.start], |k| self.0.get(k))
+        self.0.inner.with_key(key, &[window.end, window.start], |k| self.0.get(k))
     }
     fn fetch_ending(&self, from: i64, to: i64) -> Vec<(K, Window, V)> {
         let rows = self.0.range(&[], None, Some((from, to)));
@@ -302,19 +404,19 @@ impl<K: Data, V: Data> SessionStore<K, V> for PersistentSession<K, V> {
             })
             .collect();
         out.sort_by(|a, b| (a.1.end, &a.0, a.1.start).cmp(&(b.1.end, &b.0, b.1.start)));
-        out.into_iter().filter_map(|(k, w, v)| Some((decode_key(&k), w, self.0.value(&v)?))).collect()
+        out.into_iter().filter_map(|(k, w, v)| Some((decode_key(&k), w, self.0.inner.value(&v)?))).collect()
     }
     fn put(&mut self, key: &K, window: Window, value: V) {
-        self.0.with_key(key, &[window.end, window.start], |k| self.0.put(k, &value))
+        self.0.inner.with_key(key, &[window.end, window.start], |k| self.0.put(k, &value, false))
     }
     fn put_new(&mut self, key: &K, window: Window, value: V) {
-        self.0.with_key(key, &[window.end, window.start], |k| self.0.put_new(k, &value))
+        self.0.inner.with_key(key, &[window.end, window.start], |k| self.0.put(k, &value, true))
     }
     fn remove(&mut self, key: &K, window: Window) {
-        self.0.with_key(key, &[window.end, window.start], |k| self.0.delete(k))
+        self.0.inner.with_key(key, &[window.end, window.start], |k| self.0.delete(k))
     }
     fn take_session(&mut self, key: &K, window: Window) -> Option<V> {
-        self.0.with_key(key, &[window.end, window.start], |k| self.0.take(k))
+        self.0.inner.with_key(key, &[window.end, window.start], |k| self.0.take(k))
     }
     fn expire_before(&mut self, end: i64) {
         self.0.expire_before(end)
@@ -335,5 +437,49 @@ mod tests {
         let mut stored = vec![9, 9];
         encode_value_into("c", &42u64, &mut stored).unwrap();
         assert_eq!(decode_value::<u64>("c", &stored).unwrap(), 42);
+    }
+
+    /// A window store over a counting map (no cache), with a front of `front` entries.
+    fn window_over_map(front: usize) -> (PersistentWindow<String, u64>, Rc<std::cell::Cell<u64>>) {
+        let writes = Rc::new(std::cell::Cell::new(0));
+        let below = super::super::layers::tests::Map(Default::default(), writes.clone());
+        let spec = FrontSpec { max_entries: front, segments: None };
+        (PersistentWindow::new("w", Box::new(below), ErrorSlot::default(), spec), writes)
+    }
+
+    #[test]
+    fn the_front_writes_a_window_down_once_however_often_it_changes_and_reads_see_it_meanwhile() {
+        let (mut w, writes) = window_over_map(10);
+        let key = "k".to_string();
+        for n in 1..=100u64 {
+            w.upsert(&key, 0, &mut |old| old.unwrap_or(0) + 1);
+            assert_eq!(w.fetch(&key, 0), Some(n));
+        }
+        assert_eq!(writes.get(), 0, "nothing reached the store below");
+        w.flush().unwrap();
+        assert_eq!(writes.get(), 1);
+        assert_eq!(w.fetch_all(i64::MIN, i64::MAX), vec![(key.clone(), 0, 100)]);
+        // Written down, the window is below: its removal is a real delete at the next write-down.
+        w.remove(&key, 0);
+        assert_eq!(w.fetch(&key, 0), None);
+        w.flush().unwrap();
+        assert_eq!(writes.get(), 2);
+        assert!(w.fetch_all(i64::MIN, i64::MAX).is_empty());
+        // Without a front every change goes below at once.
+        let (mut w, writes) = window_over_map(0);
+        for _ in 0..100 {
+            w.upsert(&key, 0, &mut |old| old.unwrap_or(0) + 1);
+        }
+        assert_eq!(writes.get(), 100);
+    }
+
+    #[test]
+    fn a_full_front_is_written_down() {
+        let (mut w, writes) = window_over_map(3);
+        for start in 0..4 {
+            w.put(&"k".to_string(), start, 1);
+        }
+        assert_eq!(writes.get(), 4, "past 3 entries the front went below");
+        assert_eq!(w.fetch_all(i64::MIN, i64::MAX).len(), 4);
     }
 }

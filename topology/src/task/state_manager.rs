@@ -20,9 +20,9 @@ use std::time::Instant;
 use super::TaskId;
 use crate::error::{Error, Result};
 use crate::state::{
-    for_each_over, session_time, window_time, BytesStore, Caching, ChangeLogging, Changelog, ErrorSlot, LogChangelog,
-    Metered, Pending, Segmenting, SharedChangelog, SledKv, SledSegmented, StateStore, StoreBuilder, StoreInstance,
-    StoreKind, StoreStats, WriteBehind,
+    for_each_over, session_time, window_time, BytesStore, Caching, ChangeLogging, Changelog, ErrorSlot, FrontSpec,
+    LogChangelog, Metered, Pending, Segmenting, SharedChangelog, SledKv, SledSegmented, StateStore, StoreBuilder,
+    StoreInstance, StoreKind, StoreStats, WriteBehind,
 };
 
 /// Opens the changelog of a store partition: `(changelog topic, partition)`.
@@ -309,6 +309,12 @@ impl StateManager {
         })
     }
 
+    /// Changed entries a window or session store keeps decoded above its cache (see `state::front`),
+    /// by the cache's size: none without a cache.
+    fn front_entries(&self) -> usize {
+        self.config.cache_max_bytes / 256
+    }
+
     /// With a cache, table changes are de-duplicated until commit, by this many keys at most.
     pub(crate) fn dedup_keys(&self) -> Option<usize> {
         (self.config.cache_max_bytes > 0).then(|| (self.config.cache_max_bytes / 256).max(64))
@@ -403,7 +409,8 @@ impl StateManager {
             stack = Box::new(Caching::new(stack, self.config.cache_max_bytes, segments, stats.clone()));
         }
         stack = Box::new(Metered { inner: stack, stats });
-        Ok((builder.make_persistent)(stack, errors))
+        let front = FrontSpec { max_entries: self.front_entries(), segments };
+        Ok((builder.make_persistent)(stack, errors, front))
     }
 
     /// Restores a store from its changelog (the tail after the checkpoint, or all of it); returns the

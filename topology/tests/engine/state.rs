@@ -142,6 +142,99 @@ fn a_hot_key_costs_one_changelog_record_per_commit_with_the_cache_and_one_per_up
     assert_eq!(changelog_records(dir.path(), "sums", part), 1000);
 }
 
+/// A windowed count and a session count (on close) of one stream, in one task.
+fn window_and_session_counts(dir: &Path) -> TestDriver {
+    let mut b = StreamsBuilder::new();
+    let events = b.stream("in", Consumed::with(s(), i()));
+    let out = |k: topology::Windowed<String>, n: Option<u64>| (k.key, n.map_or(0, |n| n as i64));
+    events
+        .clone()
+        .group_by_key(Grouped::new())
+        .windowed_by(TimeWindows::of(Duration::from_secs(60)))
+        .count(Materialized::as_("per-minute"))
+        .to_stream()
+        .map(out)
+        .to("minutes", Produced::with(s(), i()));
+    events
+        .group_by_key(Grouped::new())
+        .windowed_by(topology::SessionWindows::with_inactivity_gap(Duration::from_secs(10)))
+        .emit(EmitStrategy::OnWindowClose)
+        .count(Materialized::as_("sessions"))
+        .to_stream()
+        .map(out)
+        .to("sessions", Produced::with(s(), i()));
+    TestDriver::builder(b.build().unwrap()).application_id(APP).state(StateConfig::new(dir)).build().unwrap()
+}
+
+#[test]
+fn window_and_session_values_stay_decoded_until_commit_and_a_crash_keeps_the_committed_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = window_and_session_counts(dir.path());
+    let inp = d.input_topic("in", s(), i());
+    for n in 0..500 {
+        inp.pipe("hot".into(), 1, n * 10);
+    }
+    // Queries see every update before any commit.
+    assert_eq!(d.window_all::<String, u64>("per-minute"), vec![("hot".to_string(), 0, 500)]);
+    let sessions = d.session_all::<String, u64>("sessions");
+    assert_eq!(sessions, vec![("hot".to_string(), topology::Window { start: 0, end: 4_990 }, 500)]);
+    d.commit().unwrap();
+    // One changelog record per window at the commit: the session moved to a new key 499 times, and
+    // none of the keys it left reached the store or its changelog.
+    assert_eq!(changelog_records(dir.path(), "per-minute", 0), 1);
+    assert_eq!(changelog_records(dir.path(), "sessions", 0), 1);
+    for n in 500..600 {
+        inp.pipe("hot".into(), 1, n * 10);
+    }
+    drop((inp, d)); // crash: the last 100 updates were never committed
+    let d = window_and_session_counts(dir.path());
+    assert_eq!(d.window_all::<String, u64>("per-minute"), vec![("hot".to_string(), 0, 500)]);
+    assert_eq!(d.session_all::<String, u64>("sessions"), sessions);
+}
+
+/// A windowed aggregate whose value refuses to be encoded.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+struct UnstorableWindow(#[allow(dead_code)] i64);
+
+impl serde::Serialize for UnstorableWindow {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("this window refuses to be serialized"))
+    }
+}
+
+#[test]
+fn a_window_value_that_cannot_be_stored_fails_the_commit_with_an_error_naming_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(s(), i()))
+        .group_by_key(Grouped::new())
+        .windowed_by(TimeWindows::of(Duration::from_secs(60)))
+        .emit(EmitStrategy::OnWindowClose)
+        .aggregate(
+            UnstorableWindow::default,
+            |_, v, a: UnstorableWindow| UnstorableWindow(a.0 + v),
+            Materialized::as_("totals"),
+        )
+        .to_stream()
+        .map(|k: topology::Windowed<String>, a: Option<UnstorableWindow>| (k.key, a.map_or(0, |a| a.0)))
+        .to("out", Produced::with(s(), i()));
+    let d = TestDriver::builder(b.build().unwrap())
+        .application_id(APP)
+        .state(StateConfig::new(dir.path()))
+        .build()
+        .unwrap();
+    // Held decoded, the value is encoded when it is written down: no later than the commit, which
+    // then fails.
+    let inp = d.input_topic("in", s(), i());
+    let stored = inp.try_pipe("k".into(), 1, 0).and_then(|()| inp.try_pipe("k".into(), 2, 1));
+    let text = match stored {
+        Err(e) => e.to_string(),
+        Ok(()) => d.commit().unwrap_err().to_string(),
+    };
+    assert!(text.contains("`totals`") && text.contains("value cannot be stored"), "{text}");
+    assert!(text.contains("refuses to be serialized"), "{text}");
+}
+
 /// Without a cache every update reaches the changelog at once; after an unclean stop, at-least-once
 /// replays those uncommitted records (their input is then processed again: duplicates the guarantee
 /// allows), while exactly-once drops them and rebuilds the committed state.

@@ -1,0 +1,191 @@
+//! The typed front of a persistent window or session store: the values a task changes stay decoded
+//! until they are written down through the byte layers, as Flink's heap state keeps objects. A window
+//! updated by every record of its key is then encoded once per commit, not decoded and encoded once
+//! per record; a session that grows is moved from key to key in a hash map, not through the cache's
+//! bookkeeping.
+//!
+//! The front holds only changed entries (a value, or a tombstone for a key the layers below may
+//! have), at most `max_entries` of them. Everything is written down — and the front emptied — at
+//! commit, before any range read (which the byte layers serve), and when it is full, so the layers
+//! below are exactly as they would be without it whenever they are read in order. Expiry drops the
+//! entries of expired time segments, as the cache below does.
+
+use rustc_hash::FxHashMap;
+
+use super::Segmenting;
+
+/// Changed entries by encoded key (see the module docs).
+pub(crate) struct Front<V> {
+    entries: FxHashMap<Box<[u8]>, Slot<V>>,
+    max_entries: usize,
+    /// How keys fall into time segments (window and session stores).
+    segments: Option<Segmenting>,
+    /// At or below the segment of every entry: an expiry of segments before it drops nothing (kept
+    /// so that expiry, which runs as stream time advances, looks at the entries only when it can
+    /// drop some).
+    lowest_segment: i64,
+}
+
+/// A changed entry.
+pub(crate) struct Slot<V> {
+    /// `None`: deleted (a tombstone to write down).
+    pub(crate) value: Option<V>,
+    /// The layers below do not have the key: deleting it needs no tombstone, and writing it down is
+    /// a put of a new key (see `BytesStore::put_new`).
+    pub(crate) new: bool,
+}
+
+/// What the front knows of a key.
+pub(crate) enum Lookup<V> {
+    /// Not in the front: ask the layers below.
+    Below,
+    /// Changed here: this value (`None`: deleted).
+    Here(Option<V>),
+}
+
+impl<V> Front<V> {
+    /// A front of at most `max_entries` entries (0: off, every operation goes below), its keys in
+    /// time segments by `segments`.
+    pub(crate) fn new(max_entries: usize, segments: Option<Segmenting>) -> Self {
+        Front { entries: FxHashMap::default(), max_entries, segments, lowest_segment: i64::MAX }
+    }
+
+    pub(crate) fn is_on(&self) -> bool {
+        self.max_entries > 0
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds more than its bound (time to write it down).
+    pub(crate) fn is_full(&self) -> bool {
+        self.entries.len() > self.max_entries
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Lookup<&V> {
+        match self.entries.get(key) {
+            Some(slot) => Lookup::Here(slot.value.as_ref()),
+            None => Lookup::Below,
+        }
+    }
+
+    /// The slot of a key in the front, to change in place.
+    pub(crate) fn slot(&mut self, key: &[u8]) -> Option<&mut Slot<V>> {
+        self.entries.get_mut(key)
+    }
+
+    /// Stores `value` for `key`; `new` says whether the layers below lack it (for a key not in the
+    /// front yet: a key already here keeps what is known of it).
+    pub(crate) fn put(&mut self, key: &[u8], value: V, new: bool) {
+        match self.entries.get_mut(key) {
+            Some(slot) => slot.value = Some(value),
+            None => {
+                if let Some(s) = self.segments {
+                    self.lowest_segment = self.lowest_segment.min(s.of(key));
+                }
+                self.entries.insert(key.into(), Slot { value: Some(value), new });
+            }
+        }
+    }
+
+    /// Deletes `key` if the front has it: its value, or `Below` to delete it in the layers below.
+    pub(crate) fn take(&mut self, key: &[u8]) -> Lookup<V> {
+        let Some(slot) = self.entries.get_mut(key) else { return Lookup::Below };
+        if slot.new {
+            // Never written down: nothing below to delete.
+            let slot = self.entries.remove(key).expect("just seen");
+            Lookup::Here(slot.value)
+        } else {
+            Lookup::Here(slot.value.take())
+        }
+    }
+
+    /// Empties the front, handing each entry to `write` (in no particular order: the byte layers
+    /// order what they write).
+    pub(crate) fn drain(&mut self, mut write: impl FnMut(&[u8], Slot<V>)) {
+        for (key, slot) in self.entries.drain() {
+            write(&key, slot);
+        }
+        self.lowest_segment = i64::MAX;
+    }
+
+    /// Drops the entries of the segments before the one holding `t`, which the layers below drop at
+    /// the same expiry (expired segments are not logged: a restore drops them by the same retention).
+    pub(crate) fn expire_before(&mut self, t: i64) {
+        let Some(s) = self.segments else { return };
+        let first_kept = s.at(t);
+        if self.lowest_segment >= first_kept {
+            return;
+        }
+        let mut lowest = i64::MAX;
+        self.entries.retain(|key, _| {
+            let seg = s.of(key);
+            lowest = lowest.min(seg);
+            seg >= first_kept
+        });
+        self.lowest_segment = lowest.max(first_kept);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_key_taken_before_it_is_written_down_leaves_nothing_and_an_old_one_leaves_a_tombstone() {
+        let mut f = Front::new(10, None);
+        f.put(b"new", 1, true);
+        f.put(b"old", 2, false);
+        f.put(b"new", 3, false); // a key already here keeps what is known of it
+        assert!(matches!(f.take(b"new"), Lookup::Here(Some(3))));
+        assert!(matches!(f.take(b"old"), Lookup::Here(Some(2))));
+        assert!(matches!(f.take(b"old"), Lookup::Here(None)), "a tombstone has nothing to take");
+        assert!(matches!(f.take(b"other"), Lookup::Below));
+        let mut written = Vec::new();
+        f.drain(|k, slot| written.push((k.to_vec(), slot.value, slot.new)));
+        assert_eq!(written, vec![(b"old".to_vec(), None, false)]);
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn the_front_is_full_past_its_bound_and_off_at_zero() {
+        let mut f = Front::new(2, None);
+        for k in [b"a", b"b", b"c"] {
+            assert!(!f.is_full());
+            f.put(k, 0u8, true);
+        }
+        assert!(f.is_full());
+        assert!(!Front::<u8>::new(0, None).is_on());
+    }
+
+    #[test]
+    fn expiry_drops_the_entries_of_expired_segments_and_looks_at_them_only_when_it_can() {
+        // Keys are their time as 8 bytes (as the stores append it); segments of 60 s.
+        let key = |t: i64| {
+            let mut k = Vec::new();
+            crate::state::push_ts(&mut k, t);
+            k
+        };
+        let mut f = Front::new(10, Some(Segmenting::new(crate::state::window_time, 0)));
+        for t in [10_000, 70_000, 130_000] {
+            f.put(&key(t), t, true);
+        }
+        f.expire_before(59_999);
+        assert_eq!(f.len(), 3, "segment 0 is still kept");
+        f.expire_before(60_000);
+        assert_eq!(f.len(), 2);
+        assert!(matches!(f.get(&key(10_000)), Lookup::Below));
+        assert!(matches!(f.get(&key(70_000)), Lookup::Here(Some(70_000))));
+        assert_eq!(f.lowest_segment, 1);
+        // An entry put back into an older segment lowers the mark again.
+        f.put(&key(5_000), 5_000, true);
+        f.expire_before(120_000);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f.lowest_segment, 2);
+    }
+}
