@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::record::{RawRecord, Record, RecordMetadata};
 use crate::serdes::SerdeRef;
 use crate::task::{Forward, SourceNode, TaskCtx};
+use crate::DecodeError;
 
 /// Extracts a record's event time from the typed key and value (and the record's own timestamp).
 pub(crate) type TimestampExtractor<K, V> = Arc<dyn Fn(&K, &V, i64) -> Result<i64, String> + Send + Sync>;
@@ -19,29 +20,43 @@ pub(crate) struct Source<K, V> {
     pub(crate) forward: Forward<K, V>,
 }
 
+impl<K: Clone + 'static, V: Clone + 'static> Source<K, V> {
+    /// Decodes key and value and extracts the event time (`timestamp`: the record's own); an error
+    /// says which part failed.
+    fn decode(&self, key: Option<&[u8]>, value: Option<&[u8]>, timestamp: i64) -> Result<(K, V, i64), DecodeError> {
+        let key = self.key_serde.deserialize(key).map_err(|e| e.context("key"))?;
+        let value = self.value_serde.deserialize(value).map_err(|e| e.context("value"))?;
+        let timestamp = match &self.extractor {
+            None => timestamp,
+            Some(f) => f(&key, &value, timestamp).map_err(|e| DecodeError::new(format!("timestamp: {e}")))?,
+        };
+        Ok((key, value, timestamp))
+    }
+}
+
 impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
     fn enqueue(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, raw: RawRecord) -> crate::Result<bool> {
-        let key = match self.key_serde.deserialize(raw.key.as_deref()) {
-            Ok(k) => k,
-            Err(e) => return ctx.dead_letter(&meta, raw, e.context("key")).map(|()| false),
-        };
-        let value = match self.value_serde.deserialize(raw.value.as_deref()) {
-            Ok(v) => v,
-            Err(e) => return ctx.dead_letter(&meta, raw, e.context("value")).map(|()| false),
-        };
-        let timestamp = match &self.extractor {
-            None => raw.timestamp,
-            Some(f) => match f(&key, &value, raw.timestamp) {
-                Ok(ts) => ts,
-                Err(e) => {
-                    let error = crate::DecodeError::new(format!("timestamp: {e}"));
-                    return ctx.dead_letter(&meta, raw, error).map(|()| false);
-                }
-            },
-        };
-        let record = Record { key, value, timestamp, headers: raw.headers };
-        self.queue.push_back((record, meta));
-        Ok(true)
+        match self.decode(raw.key.as_deref(), raw.value.as_deref(), raw.timestamp) {
+            Ok((key, value, timestamp)) => {
+                self.queue.push_back((Record { key, value, timestamp, headers: raw.headers }, meta));
+                Ok(true)
+            }
+            Err(e) => ctx.dead_letter(&meta, raw, e).map(|()| false),
+        }
+    }
+
+    fn enqueue_value(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, value: &[u8]) -> crate::Result<bool> {
+        match self.decode(None, Some(value), 0) {
+            Ok((key, value, timestamp)) => {
+                self.queue.push_back((Record { key, value, timestamp, headers: Default::default() }, meta));
+                Ok(true)
+            }
+            Err(e) => {
+                let raw =
+                    RawRecord { key: None, value: Some(value.to_vec()), timestamp: 0, headers: Default::default() };
+                ctx.dead_letter(&meta, raw, e).map(|()| false)
+            }
+        }
     }
 
     fn enqueue_typed(&mut self, meta: RecordMetadata, record: Box<dyn Any>) {
@@ -70,7 +85,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
                     let key = encoded("key", self.key_serde.try_serialize(&record.key));
                     let value = encoded("value", self.value_serde.try_serialize(&record.value));
                     let raw = RawRecord { key, value, timestamp: record.timestamp, headers: record.headers };
-                    return ctx.dead_letter(&meta, raw, crate::DecodeError::new(error)).map(|()| false);
+                    return ctx.dead_letter(&meta, raw, DecodeError::new(error)).map(|()| false);
                 }
             }
         }

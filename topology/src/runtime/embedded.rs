@@ -639,20 +639,19 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                     continue;
                 }
                 s.records += 1;
-                let raw = match config.input_format {
-                    InputFormat::Wire => Ok(RawRecord {
-                        key: None,
-                        value: Some(text.to_vec()),
-                        timestamp: 0,
-                        headers: Headers::default(),
-                    }),
-                    InputFormat::Envelope => std::str::from_utf8(text)
-                        .map_err(|e| format!("not a JSON envelope: the line is not UTF-8 ({e})"))
-                        .and_then(parse_envelope),
+                // A line in the wire format is the value itself: decoded where it lies.
+                let enveloped = match config.input_format {
+                    InputFormat::Wire => None,
+                    InputFormat::Envelope => Some(
+                        std::str::from_utf8(text)
+                            .map_err(|e| format!("not a JSON envelope: the line is not UTF-8 ({e})"))
+                            .and_then(parse_envelope),
+                    ),
                 };
-                match raw {
-                    Ok(raw) => engine.append_at(s.route, &s.topic, None, raw)?,
-                    Err(e) => {
+                match enveloped {
+                    None => engine.append_value_at(s.route, &s.topic, text)?,
+                    Some(Ok(raw)) => engine.append_at(s.route, &s.topic, None, raw)?,
+                    Some(Err(e)) => {
                         // Not even a record: dead-lettered with the line as its value.
                         let mut headers = Headers::default();
                         headers.add("dlq.error", e.into_bytes());

@@ -260,6 +260,22 @@ impl Engine {
         self.deliver_routed(i, topic, p, offset, raw)
     }
 
+    /// [`append_at`](Self::append_at) of a record that is only a value, borrowed (a line of an input
+    /// file): a stream read by one task decodes it without a copy.
+    pub(crate) fn append_value_at(&mut self, i: usize, topic: &str, value: &[u8]) -> Result<(), Error> {
+        let route = &mut self.route_list[i];
+        if route.leaves || route.global || self.keep_records || route.readers.len() != 1 {
+            let raw = RawRecord { key: None, value: Some(value.to_vec()), timestamp: 0, headers: Default::default() };
+            return self.append_at(i, topic, None, raw);
+        }
+        let (partition, offset) = route.place(None, None);
+        let id = TaskId { subtopology: route.readers[0], partition };
+        match self.tasks.get_mut(&id) {
+            Some(task) => task.enqueue_value(topic, partition, offset, value),
+            None => Ok(()), // as `deliver_to_tasks`: no task of this instance reads the partition
+        }
+    }
+
     pub(crate) fn route(&mut self, mut out: Vec<OutRecord>) -> Result<(), Error> {
         self.route_drain(&mut out)
     }

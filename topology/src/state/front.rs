@@ -24,6 +24,9 @@ pub(crate) struct Front<V> {
     /// so that expiry, which runs as stream time advances, looks at the entries only when it can
     /// drop some).
     lowest_segment: i64,
+    /// The key of the entry last taken out, reused for the next new entry of the same length (a
+    /// session that grows moves from one key to another of the same length: no allocation).
+    spare_key: Option<Box<[u8]>>,
 }
 
 /// A changed entry.
@@ -47,7 +50,7 @@ impl<V> Front<V> {
     /// A front of at most `max_entries` entries (0: off, every operation goes below), its keys in
     /// time segments by `segments`.
     pub(crate) fn new(max_entries: usize, segments: Option<Segmenting>) -> Self {
-        Front { entries: FxHashMap::default(), max_entries, segments, lowest_segment: i64::MAX }
+        Front { entries: FxHashMap::default(), max_entries, segments, lowest_segment: i64::MAX, spare_key: None }
     }
 
     pub(crate) fn is_on(&self) -> bool {
@@ -88,7 +91,14 @@ impl<V> Front<V> {
                 if let Some(s) = self.segments {
                     self.lowest_segment = self.lowest_segment.min(s.of(key));
                 }
-                self.entries.insert(key.into(), Slot { value: Some(value), new });
+                let owned = match self.spare_key.take() {
+                    Some(mut spare) if spare.len() == key.len() => {
+                        spare.copy_from_slice(key);
+                        spare
+                    }
+                    _ => key.into(),
+                };
+                self.entries.insert(owned, Slot { value: Some(value), new });
             }
         }
     }
@@ -98,7 +108,8 @@ impl<V> Front<V> {
         let Some(slot) = self.entries.get_mut(key) else { return Lookup::Below };
         if slot.new {
             // Never written down: nothing below to delete.
-            let slot = self.entries.remove(key).expect("just seen");
+            let (key, slot) = self.entries.remove_entry(key).expect("just seen");
+            self.spare_key = Some(key);
             Lookup::Here(slot.value)
         } else {
             Lookup::Here(slot.value.take())
@@ -143,6 +154,10 @@ mod tests {
         f.put(b"old", 2, false);
         f.put(b"new", 3, false); // a key already here keeps what is known of it
         assert!(matches!(f.take(b"new"), Lookup::Here(Some(3))));
+        assert!(f.spare_key.is_some(), "the taken key's allocation is kept…");
+        f.put(b"nwe", 4, true);
+        assert!(f.spare_key.is_none(), "…for the next new key of its length");
+        assert!(matches!(f.take(b"nwe"), Lookup::Here(Some(4))));
         assert!(matches!(f.take(b"old"), Lookup::Here(Some(2))));
         assert!(matches!(f.take(b"old"), Lookup::Here(None)), "a tombstone has nothing to take");
         assert!(matches!(f.take(b"other"), Lookup::Below));

@@ -83,6 +83,9 @@ pub(crate) trait SourceNode {
     /// Decodes and buffers; a record that cannot be decoded goes to the dead-letter handler. Whether
     /// it was buffered.
     fn enqueue(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, raw: RawRecord) -> crate::Result<bool>;
+    /// [`enqueue`](Self::enqueue) of a record that is only a value (no key, no timestamp, no headers),
+    /// borrowed: decoded without a copy (a line of an input file).
+    fn enqueue_value(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, value: &[u8]) -> crate::Result<bool>;
     /// Buffers a typed `Record<K, V>` handed over in-process (see `TaskCtx::typed_handover`).
     fn enqueue_typed(&mut self, meta: RecordMetadata, record: Box<dyn Any>);
     /// Buffers a typed `Record<K, V>` of an in-process input (see `RecordsInput`): its event time is
@@ -243,6 +246,10 @@ impl Task {
 
     /// The source reading `topic` (the engine delivers only topics a task reads).
     fn source_of<'a>(sources: &'a mut [TaskSource], id: TaskId, topic: &str) -> &'a mut TaskSource {
+        if let [only] = sources {
+            debug_assert_eq!(&*only.topic, topic, "task {id} reads one topic");
+            return only;
+        }
         sources
             .iter_mut()
             .find(|s| &*s.topic == topic)
@@ -269,6 +276,17 @@ impl Task {
     /// Decodes and buffers one record of `topic`.
     pub(crate) fn enqueue(&mut self, topic: &str, partition: u32, offset: u64, raw: RawRecord) -> crate::Result<()> {
         self.buffer(topic, partition, offset, |node, ctx, meta| node.enqueue(ctx, meta, raw))
+    }
+
+    /// Decodes and buffers one record of `topic` that is only a value (see `SourceNode::enqueue_value`).
+    pub(crate) fn enqueue_value(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        value: &[u8],
+    ) -> crate::Result<()> {
+        self.buffer(topic, partition, offset, |node, ctx, meta| node.enqueue_value(ctx, meta, value))
     }
 
     /// Buffers a typed record of an in-process input of `topic` (see `SourceNode::enqueue_input`).
