@@ -44,7 +44,8 @@ struct Files {
     /// State directory (default: a temporary directory).
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Tables: runs per row, the median (by events/s) reported — this shared machine swings ±30 %.
+    /// Tables: rounds, each running every engine workload then its floor; the median run per row and
+    /// the median per-round ratio are reported — this shared machine swings ±30 %.
     #[arg(long, default_value_t = 3)]
     runs: usize,
 }
@@ -84,7 +85,7 @@ struct NexmarkArgs {
     /// State directory (default: a temporary directory).
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Tables: runs per row, the median (by events/s) reported.
+    /// Tables: rounds, each running every query then its floor (medians reported, as for `table`).
     #[arg(long, default_value_t = 3)]
     runs: usize,
 }
@@ -234,62 +235,103 @@ fn child(args: &[&std::ffi::OsStr]) -> Result<serde_json::Value, String> {
     serde_json::from_str(last).map_err(|e| format!("{name}: {e}: {last}"))
 }
 
-/// Runs `bench <args>` `runs` times (each in its own process) and returns the median run by events/s.
-fn median_of(runs: usize, args: &[&std::ffi::OsStr]) -> Result<serde_json::Value, String> {
-    let mut all = (0..runs.max(1)).map(|_| child(args)).collect::<Result<Vec<_>, _>>()?;
-    all.sort_by(|a, b| a["events_per_s"].as_f64().partial_cmp(&b["events_per_s"].as_f64()).expect("rates are numbers"));
-    Ok(all.swap_remove(all.len() / 2))
+/// The median of `values` (sorted in place).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).expect("rates are numbers"));
+    values[values.len() / 2]
+}
+
+/// An engine run and its floor's, measured `runs` times each: each workload's median run, and the
+/// median of the per-round ratios.
+struct Pair {
+    engine: serde_json::Value,
+    floor: serde_json::Value,
+    ratio: f64,
+}
+
+/// Runs every (engine, floor) pair `runs` rounds, each round running the engine then its floor, so
+/// that a pair's two runs see the same spell of this machine (it swings ±30 % over minutes).
+fn interleaved(runs: usize, pairs: &[[Vec<&std::ffi::OsStr>; 2]]) -> Result<Vec<Pair>, String> {
+    let mut rounds: Vec<Vec<[serde_json::Value; 2]>> = vec![Vec::new(); pairs.len()];
+    for _ in 0..runs.max(1) {
+        for (pair, args) in rounds.iter_mut().zip(pairs) {
+            pair.push([child(&args[0])?, child(&args[1])?]);
+        }
+    }
+    let rate = |v: &serde_json::Value| v["events_per_s"].as_f64().unwrap_or(0.0);
+    Ok(rounds
+        .into_iter()
+        .map(|mut runs| {
+            let mut ratios: Vec<f64> = runs.iter().map(|[e, f]| rate(e) / rate(f).max(1.0)).collect();
+            let ratio = median(&mut ratios);
+            let mut pick = |i: usize| {
+                let mut rates: Vec<f64> = runs.iter().map(|r| rate(&r[i])).collect();
+                let m = median(&mut rates);
+                let at = runs.iter().position(|r| rate(&r[i]) == m).expect("the median is a run's");
+                std::mem::take(&mut runs[at][i])
+            };
+            let engine = pick(0);
+            let floor = pick(1);
+            Pair { engine, floor, ratio }
+        })
+        .collect())
 }
 
 /// Prints (engine, floor) pairs as a markdown table; an error if a pair's rows differ.
-fn print_pairs(results: &[serde_json::Value]) -> Result<(), String> {
+fn print_pairs(pairs: &[Pair]) -> Result<(), String> {
     println!("| workload | events | events/s | vs floor | peak RSS MB | output rows | checksum | late |");
     println!("|---|---|---|---|---|---|---|---|");
-    for pair in results.chunks(2) {
-        let ratio = pair[0]["events_per_s"].as_f64().unwrap_or(0.0) / pair[1]["events_per_s"].as_f64().unwrap_or(1.0);
-        for (i, v) in pair.iter().enumerate() {
+    for pair in pairs {
+        for (i, v) in [&pair.engine, &pair.floor].into_iter().enumerate() {
             println!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 v["workload"].as_str().unwrap_or(""),
                 v["events"],
                 v["events_per_s"],
-                if i == 0 { format!("{:.0} %", ratio * 100.0) } else { "floor".into() },
+                if i == 0 { format!("{:.0} %", pair.ratio * 100.0) } else { "floor".into() },
                 v["peak_rss_mb"],
                 v["output_rows"],
                 v["checksum"].as_str().unwrap_or(""),
                 v["late"]
             );
         }
-        if pair[0]["checksum"] != pair[1]["checksum"] || pair[0]["output_rows"] != pair[1]["output_rows"] {
-            return Err(format!("{} and its floor disagree", pair[0]["workload"]));
+        if pair.engine["checksum"] != pair.floor["checksum"] || pair.engine["output_rows"] != pair.floor["output_rows"]
+        {
+            return Err(format!("{} and its floor disagree", pair.engine["workload"]));
         }
     }
+    println!();
+    println!("(events/s: each workload's median run; vs floor: the median of the per-round ratios, a round");
+    println!("running the engine and then its floor)");
     Ok(())
 }
 
 fn nexmark_table(args: &NexmarkArgs) -> Result<(), String> {
     let events = args.events.to_string();
     let file = args.events_file()?;
-    let mut results = Vec::new();
-    for query in nexmark::Query::ALL {
-        for cmd in ["nexmark", "nexmark-floor"] {
-            let mut argv: Vec<&std::ffi::OsStr> = vec![cmd.as_ref(), query.name().as_ref()];
-            argv.extend([std::ffi::OsStr::new("--events"), events.as_ref()]);
-            if let Some(path) = &file {
-                argv.extend([std::ffi::OsStr::new("--input"), path.as_os_str()]);
-            }
-            results.push(median_of(args.runs, &argv)?);
-        }
-    }
-    print_pairs(&results)
+    let pairs: Vec<[Vec<&std::ffi::OsStr>; 2]> = nexmark::Query::ALL
+        .iter()
+        .map(|query| {
+            ["nexmark", "nexmark-floor"].map(|cmd| {
+                let mut argv: Vec<&std::ffi::OsStr> = vec![cmd.as_ref(), query.name().as_ref()];
+                argv.extend([std::ffi::OsStr::new("--events"), events.as_ref()]);
+                if let Some(path) = &file {
+                    argv.extend([std::ffi::OsStr::new("--input"), path.as_os_str()]);
+                }
+                argv
+            })
+        })
+        .collect();
+    print_pairs(&interleaved(args.runs, &pairs)?)
 }
 
 fn table(files: &Files) -> Result<(), String> {
-    let mut results = Vec::new();
-    for name in ["e1", "floor-e1", "e2", "floor-e2"] {
-        results.push(median_of(files.runs, &[name.as_ref(), "--input".as_ref(), files.input.as_os_str()])?);
-    }
-    print_pairs(&results)
+    let input = files.input.as_os_str();
+    let pairs: Vec<[Vec<&std::ffi::OsStr>; 2]> = [["e1", "floor-e1"], ["e2", "floor-e2"]]
+        .iter()
+        .map(|names| names.map(|name| vec![name.as_ref(), "--input".as_ref(), input]))
+        .collect();
+    print_pairs(&interleaved(files.runs, &pairs)?)
 }
 
 fn main() -> ExitCode {

@@ -20,6 +20,13 @@ pub(crate) struct Source<K, V> {
     pub(crate) forward: Forward<K, V>,
 }
 
+/// A record handed over in-process, as the source's type.
+fn handed<K: 'static, V: 'static>(meta: &RecordMetadata, record: Box<dyn Any>) -> Record<K, V> {
+    *record
+        .downcast::<Record<K, V>>()
+        .unwrap_or_else(|_| panic!("a record handed over to `{}` has another type than its source reads", meta.topic))
+}
+
 impl<K: Clone + 'static, V: Clone + 'static> Source<K, V> {
     /// Decodes key and value and extracts the event time (`timestamp`: the record's own); an error
     /// says which part failed.
@@ -60,10 +67,14 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
     }
 
     fn enqueue_typed(&mut self, meta: RecordMetadata, record: Box<dyn Any>) {
-        let record = record.downcast::<Record<K, V>>().unwrap_or_else(|_| {
-            panic!("a record handed over to `{}` has another type than its source reads", meta.topic)
-        });
-        self.queue.push_back((*record, meta));
+        let record = handed::<K, V>(&meta, record);
+        self.queue.push_back((record, meta));
+    }
+
+    fn process_typed(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, record: Box<dyn Any>) {
+        let record = handed::<K, V>(&meta, record);
+        ctx.meta = meta;
+        self.forward.push(ctx, record);
     }
 
     fn enqueue_input(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, record: Box<dyn Any>) -> crate::Result<bool> {

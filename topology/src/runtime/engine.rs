@@ -277,15 +277,16 @@ impl Engine {
     }
 
     pub(crate) fn route(&mut self, mut out: Vec<OutRecord>) -> Result<(), Error> {
-        self.route_drain(&mut out)
+        self.route_drain(&mut out, false)
     }
 
-    /// Routes and empties `out` (its capacity stays for reuse).
-    fn route_drain(&mut self, out: &mut Vec<OutRecord>) -> Result<(), Error> {
+    /// Routes and empties `out` (its capacity stays for reuse). `now`: records handed over may be
+    /// processed at once (see `hand_over`) — not while a commit is under way.
+    fn route_drain(&mut self, out: &mut Vec<OutRecord>, now: bool) -> Result<(), Error> {
         for o in out.drain(..) {
             let i = self.route_of_sent(&o.topic);
             if let Some(typed) = o.typed {
-                self.hand_over(i, &o.topic, o.key.as_deref(), typed);
+                self.hand_over(i, &o.topic, o.key.as_deref(), o.timestamp, typed, now)?;
                 continue;
             }
             let raw = RawRecord { key: o.key, value: o.value, timestamp: o.timestamp, headers: o.headers };
@@ -350,8 +351,21 @@ impl Engine {
     }
 
     /// Appends a typed record to an in-process repartition topic: placed by its key like any record,
-    /// handed to the one task that reads that partition.
-    fn hand_over(&mut self, i: usize, topic: &str, key: Option<&[u8]>, record: Handover) {
+    /// handed to the one task that reads that partition. A task that reads only this topic and has
+    /// nothing buffered processes it at once (when `now`), and what it writes is routed in turn: it
+    /// takes its input in arrival order whenever it runs, so running it now changes nothing it
+    /// computes, and a repartition in this process costs neither a queue nor a scheduling round (as
+    /// Flink chains operators). Otherwise the record is buffered, and processed after the record
+    /// that sent it when the task reads one topic (see `process_handed`).
+    fn hand_over(
+        &mut self,
+        i: usize,
+        topic: &str,
+        key: Option<&[u8]>,
+        timestamp: i64,
+        record: Handover,
+        now: bool,
+    ) -> Result<(), Error> {
         let route = &mut self.route_list[i];
         assert!(
             !route.leaves && !route.global && route.readers.len() == 1,
@@ -360,10 +374,24 @@ impl Engine {
         let (p, offset) = route.place(None, key);
         let id = TaskId { subtopology: route.readers[0], partition: p };
         let task = self.tasks.get_mut(&id).expect("every task is open where records are handed over");
-        task.enqueue_typed(topic, p, offset, record);
-        if task.reads_one_topic() {
-            self.handed.push(id);
+        if !task.reads_one_topic() {
+            task.enqueue_typed(topic, p, offset, record);
+            return Ok(());
         }
+        if !now || task.buffered() > 0 {
+            task.enqueue_typed(topic, p, offset, record);
+            self.handed.push(id);
+            return Ok(());
+        }
+        task.process_now(topic, p, offset, timestamp, record)?;
+        let mut out = std::mem::take(&mut task.ctx.out);
+        let routed = self.route_drain(&mut out, true);
+        if let Some(task) = self.tasks.get_mut(&id) {
+            if task.ctx.out.is_empty() {
+                task.ctx.out = out; // its capacity, for the task's next record
+            }
+        }
+        routed
     }
 
     /// Processes until no task has buffered input.
@@ -711,7 +739,7 @@ impl Engine {
         // The task's output buffer and the engine's spare trade places: no allocation per record.
         let mut out = std::mem::take(&mut self.spare_out);
         std::mem::swap(&mut out, &mut task.ctx.out);
-        let routed = self.route_drain(&mut out);
+        let routed = self.route_drain(&mut out, true);
         self.spare_out = out;
         routed?;
         if let (true, Some(started)) = (did, started) {

@@ -88,6 +88,8 @@ pub(crate) trait SourceNode {
     fn enqueue_value(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, value: &[u8]) -> crate::Result<bool>;
     /// Buffers a typed `Record<K, V>` handed over in-process (see `TaskCtx::typed_handover`).
     fn enqueue_typed(&mut self, meta: RecordMetadata, record: Box<dyn Any>);
+    /// Forwards a typed `Record<K, V>` handed over in-process at once, without buffering it.
+    fn process_typed(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, record: Box<dyn Any>);
     /// Buffers a typed `Record<K, V>` of an in-process input (see `RecordsInput`): its event time is
     /// extracted as a decoded record's would be; one whose time cannot be extracted goes to the
     /// dead-letter handler (encoded with the source's serdes). Whether it was buffered.
@@ -336,6 +338,37 @@ impl Task {
             }
         }
         let Some((ts, i)) = best else { return Ok(false) };
+        let source = &mut self.sources[i];
+        source.queued.set(source.queued.get() - 1);
+        self.process_at(ts, |sources, ctx| sources[i].node.process_next(ctx))?;
+        Ok(true)
+    }
+
+    /// Records buffered and not processed yet.
+    pub(crate) fn buffered(&self) -> usize {
+        self.sources.iter().map(|s| s.node.buffered()).sum()
+    }
+
+    /// Processes a typed record of `topic` handed over by a task of the same process at once, without
+    /// buffering it: for a task that reads only `topic` and has nothing buffered, so that its records
+    /// are still processed in arrival order (see `Engine::hand_over`).
+    pub(crate) fn process_now(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        timestamp: i64,
+        record: Handover,
+    ) -> crate::Result<()> {
+        debug_assert!(self.reads_one_topic() && self.buffered() == 0, "task {} processes in arrival order", self.id);
+        let src = Self::source_of(&mut self.sources, self.id, topic);
+        let meta = RecordMetadata { topic: src.topic.clone(), partition, offset };
+        self.process_at(timestamp, |sources, ctx| sources[0].node.process_typed(ctx, meta, record.0))
+    }
+
+    /// Processes one record at `ts` (`process` forwards it from its source): stream time, the store
+    /// clock and the metrics first, stream-time punctuation after, then any store failure.
+    fn process_at(&mut self, ts: i64, process: impl FnOnce(&mut [TaskSource], &mut TaskCtx)) -> crate::Result<()> {
         let advanced = ts > self.ctx.stream_time;
         if advanced {
             self.ctx.stream_time = ts;
@@ -345,14 +378,11 @@ impl Task {
         }
         self.ctx.metrics.processed += 1;
         self.last_input = Some((self.ctx.wall_clock, self.ctx.stream_time));
-        let source = &mut self.sources[i];
-        source.queued.set(source.queued.get() - 1);
-        source.node.process_next(&mut self.ctx);
+        process(&mut self.sources, &mut self.ctx);
         if advanced {
             self.stream_time_advanced();
         }
-        self.check_errors()?;
-        Ok(true)
+        self.check_errors()
     }
 
     fn stream_time_advanced(&mut self) {
