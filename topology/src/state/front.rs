@@ -5,9 +5,10 @@
 //! bookkeeping.
 //!
 //! The front holds only changed entries (a value, or a tombstone for a key the layers below may
-//! have), at most `max_entries` of them. Everything is written down — and the front emptied — at
-//! commit, before any range read (which the byte layers serve), and when it is full, so the layers
-//! below are exactly as they would be without it whenever they are read in order. Expiry drops the
+//! have), at most `max_entries` of them; when it is full, new keys go to the layers below. Everything
+//! is written down — and the front emptied — at commit and before any range read (which the byte
+//! layers serve), so the layers below are exactly as they would be without it whenever they are
+//! read in order. Expiry drops the
 //! entries of expired time segments, as the cache below does.
 
 use rustc_hash::FxHashMap;
@@ -53,10 +54,6 @@ impl<V> Front<V> {
         Front { entries: FxHashMap::default(), max_entries, segments, lowest_segment: i64::MAX, spare_key: None }
     }
 
-    pub(crate) fn is_on(&self) -> bool {
-        self.max_entries > 0
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -65,9 +62,11 @@ impl<V> Front<V> {
         self.entries.len()
     }
 
-    /// Whether it holds more than its bound (time to write it down).
-    pub(crate) fn is_full(&self) -> bool {
-        self.entries.len() > self.max_entries
+    /// Whether a new key may come in: below the bound. A full front sends new keys to the layers
+    /// below (the keys already in it stay until it is written down), so a working set larger than
+    /// the front costs what it cost without one, not a write-down and refill per overflow.
+    pub(crate) fn has_room(&self) -> bool {
+        self.entries.len() < self.max_entries
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Lookup<&V> {
@@ -82,25 +81,20 @@ impl<V> Front<V> {
         self.entries.get_mut(key)
     }
 
-    /// Stores `value` for `key`; `new` says whether the layers below lack it (for a key not in the
-    /// front yet: a key already here keeps what is known of it).
-    pub(crate) fn put(&mut self, key: &[u8], value: V, new: bool) {
-        match self.entries.get_mut(key) {
-            Some(slot) => slot.value = Some(value),
-            None => {
-                if let Some(s) = self.segments {
-                    self.lowest_segment = self.lowest_segment.min(s.of(key));
-                }
-                let owned = match self.spare_key.take() {
-                    Some(mut spare) if spare.len() == key.len() => {
-                        spare.copy_from_slice(key);
-                        spare
-                    }
-                    _ => key.into(),
-                };
-                self.entries.insert(owned, Slot { value: Some(value), new });
-            }
+    /// Adds `key`, not in the front yet (see `has_room`); `new` says whether the layers below lack it.
+    pub(crate) fn insert(&mut self, key: &[u8], value: V, new: bool) {
+        debug_assert!(self.has_room() && !self.entries.contains_key(key));
+        if let Some(s) = self.segments {
+            self.lowest_segment = self.lowest_segment.min(s.of(key));
         }
+        let owned = match self.spare_key.take() {
+            Some(mut spare) if spare.len() == key.len() => {
+                spare.copy_from_slice(key);
+                spare
+            }
+            _ => key.into(),
+        };
+        self.entries.insert(owned, Slot { value: Some(value), new });
     }
 
     /// Deletes `key` if the front has it: its value, or `Below` to delete it in the layers below.
@@ -150,12 +144,12 @@ mod tests {
     #[test]
     fn a_new_key_taken_before_it_is_written_down_leaves_nothing_and_an_old_one_leaves_a_tombstone() {
         let mut f = Front::new(10, None);
-        f.put(b"new", 1, true);
-        f.put(b"old", 2, false);
-        f.put(b"new", 3, false); // a key already here keeps what is known of it
+        f.insert(b"new", 1, true);
+        f.insert(b"old", 2, false);
+        f.slot(b"new").unwrap().value = Some(3);
         assert!(matches!(f.take(b"new"), Lookup::Here(Some(3))));
         assert!(f.spare_key.is_some(), "the taken key's allocation is kept…");
-        f.put(b"nwe", 4, true);
+        f.insert(b"nwe", 4, true);
         assert!(f.spare_key.is_none(), "…for the next new key of its length");
         assert!(matches!(f.take(b"nwe"), Lookup::Here(Some(4))));
         assert!(matches!(f.take(b"old"), Lookup::Here(Some(2))));
@@ -168,14 +162,14 @@ mod tests {
     }
 
     #[test]
-    fn the_front_is_full_past_its_bound_and_off_at_zero() {
+    fn the_front_has_room_below_its_bound_and_none_at_zero() {
         let mut f = Front::new(2, None);
-        for k in [b"a", b"b", b"c"] {
-            assert!(!f.is_full());
-            f.put(k, 0u8, true);
+        for k in [b"a", b"b"] {
+            assert!(f.has_room());
+            f.insert(k, 0u8, true);
         }
-        assert!(f.is_full());
-        assert!(!Front::<u8>::new(0, None).is_on());
+        assert!(!f.has_room());
+        assert!(!Front::<u8>::new(0, None).has_room());
     }
 
     #[test]
@@ -188,7 +182,7 @@ mod tests {
         };
         let mut f = Front::new(10, Some(Segmenting::new(crate::state::window_time, 0)));
         for t in [10_000, 70_000, 130_000] {
-            f.put(&key(t), t, true);
+            f.insert(&key(t), t, true);
         }
         f.expire_before(59_999);
         assert_eq!(f.len(), 3, "segment 0 is still kept");
@@ -198,7 +192,7 @@ mod tests {
         assert!(matches!(f.get(&key(70_000)), Lookup::Here(Some(70_000))));
         assert_eq!(f.lowest_segment, 1);
         // An entry put back into an older segment lowers the mark again.
-        f.put(&key(5_000), 5_000, true);
+        f.insert(&key(5_000), 5_000, true);
         f.expire_before(120_000);
         assert_eq!(f.len(), 1);
         assert_eq!(f.lowest_segment, 2);

@@ -183,32 +183,38 @@ impl<V: Data> Stack<V> {
     }
     /// Stores `value`; `new` when the caller knows no layer has the key (see `BytesStore::put_new`).
     fn put(&self, key: &[u8], value: &V, new: bool) {
-        if !self.front.borrow().is_on() {
-            return if new { self.inner.put_new(key, value) } else { self.inner.put(key, value) };
+        let mut front = self.front.borrow_mut();
+        if let Some(slot) = front.slot(key) {
+            slot.value = Some(value.clone());
+        } else if front.has_room() {
+            front.insert(key, value.clone(), new);
+        } else if new {
+            drop(front);
+            self.inner.put_new(key, value)
+        } else {
+            drop(front);
+            self.inner.put(key, value)
         }
-        self.front.borrow_mut().put(key, value.clone(), new);
-        self.keep_within_bound();
     }
     /// Replaces the value of `key` with `f(old)`.
     fn update(&self, key: &[u8], f: &mut dyn FnMut(Option<V>) -> V) {
         let mut front = self.front.borrow_mut();
-        if !front.is_on() {
-            drop(front);
-            return self.inner.update_value(key, f);
-        }
         if let Some(slot) = front.slot(key) {
             let old = slot.value.take();
             slot.value = Some(f(old));
             return;
         }
+        let room = front.has_room();
         drop(front);
+        if !room {
+            return self.inner.update_value(key, f);
+        }
         let old = self.inner.get(key);
         // Absent from every layer below when they have no value for it (a cached tombstone above a
         // value below stays what the cache knows it is: see `Caching::put_new`).
         let new = old.is_none();
         let value = f(old);
-        self.front.borrow_mut().put(key, value, new);
-        self.keep_within_bound();
+        self.front.borrow_mut().insert(key, value, new);
     }
     /// Deletes `key`, returning its value.
     fn take(&self, key: &[u8]) -> Option<V> {
@@ -233,11 +239,6 @@ impl<V: Data> Stack<V> {
             Some(v) => self.inner.put(key, &v),
             None => self.inner.delete(key),
         });
-    }
-    fn keep_within_bound(&self) {
-        if self.front.borrow().is_full() {
-            self.write_down();
-        }
     }
     fn range(&self, lo: &[u8], hi: Option<&[u8]>, time: Option<(i64, i64)>) -> Vec<(Vec<u8>, Vec<u8>)> {
         self.write_down();
@@ -474,12 +475,19 @@ mod tests {
     }
 
     #[test]
-    fn a_full_front_is_written_down() {
+    fn a_full_front_sends_new_keys_below_and_keeps_its_own() {
         let (mut w, writes) = window_over_map(3);
-        for start in 0..4 {
-            w.put(&"k".to_string(), start, 1);
+        let key = "k".to_string();
+        for start in 0..5 {
+            w.upsert(&key, start, &mut |old| old.unwrap_or(0) + 1);
         }
-        assert_eq!(writes.get(), 4, "past 3 entries the front went below");
-        assert_eq!(w.fetch_all(i64::MIN, i64::MAX).len(), 4);
+        assert_eq!(writes.get(), 2, "windows 3 and 4 found the front full");
+        for start in 0..5 {
+            w.upsert(&key, start, &mut |old| old.unwrap_or(0) + 1);
+        }
+        assert_eq!(writes.get(), 4, "windows 0 to 2 stayed in the front");
+        assert_eq!(w.fetch(&key, 1), Some(2));
+        assert_eq!(w.fetch_all(i64::MIN, i64::MAX).len(), 5);
+        assert_eq!(writes.get(), 7, "the range read wrote the front down");
     }
 }
