@@ -96,12 +96,58 @@ impl OpenSessions {
     }
 
     /// `key`'s sessions with `end >= earliest_end` and `start <= latest_start`, by end, into `found`.
+    #[cfg(test)]
     fn find(&self, key: &[u8], earliest_end: i64, latest_start: i64, found: &mut Vec<Window>) {
         found.clear();
         if let Some(k) = self.by_key.get(key) {
-            found.extend(k.windows.iter().filter(|w| w.end >= earliest_end && w.start <= latest_start));
+            Self::near(k, earliest_end, latest_start, found);
         }
+    }
+
+    fn near(k: &KeySessions, earliest_end: i64, latest_start: i64, found: &mut Vec<Window>) {
+        found.extend(k.windows.iter().filter(|w| w.end >= earliest_end && w.start <= latest_start));
         found.sort_by_key(|w| (w.end, w.start));
+    }
+
+    /// A record at `t` joins `key`'s sessions that end at or after `earliest_end` and start at or
+    /// before `latest_start` (into `joined`, by end): their merged session, which replaces them in
+    /// the index — unless it ends before `close` (the record is late): then `Err` with it, and
+    /// nothing changes. One lookup of the key for both.
+    fn join(
+        &mut self,
+        key: &[u8],
+        t: i64,
+        (earliest_end, latest_start): (i64, i64),
+        close: i64,
+        joined: &mut Vec<Window>,
+    ) -> Result<Window, Window> {
+        joined.clear();
+        let merge = |joined: &[Window]| {
+            joined
+                .iter()
+                .fold(Window { start: t, end: t }, |m, w| Window { start: m.start.min(w.start), end: m.end.max(w.end) })
+        };
+        let Some(k) = self.by_key.get_mut(key) else {
+            let merged = merge(joined);
+            if merged.end < close {
+                return Err(merged);
+            }
+            self.insert(key, merged);
+            return Ok(merged);
+        };
+        Self::near(k, earliest_end, latest_start, joined);
+        let merged = merge(joined);
+        if merged.end < close {
+            return Err(merged);
+        }
+        k.windows.retain(|w| !joined.contains(w));
+        k.windows.push(merged);
+        if merged.end < k.check_at {
+            k.check_at = merged.end;
+            let key = self.by_key.get_key_value(key).expect("present").0.clone();
+            self.checks.push(Reverse((merged.end, key)));
+        }
+        Ok(merged)
     }
 
     /// Takes every session that ends at or before `end` into `closed`, by (end, key, start).
@@ -162,37 +208,33 @@ impl<K: Data, V: Data, A: Data> SessionAggregate<K, V, A> {
     /// the merged one, forwarded only when it closes.
     fn push_on_close(&mut self, ctx: &mut TaskCtx, r: Record<K, V>, close: i64) {
         let t = r.timestamp;
-        let (from, to) = self.reach(t);
+        let reach = self.reach(t);
         let mut key = std::mem::take(&mut self.key_buf);
         key.clear();
         crate::serdes::encode_into(&r.key, &mut key);
         let mut joined = std::mem::take(&mut self.scratch);
-        self.open().find(&key, from, to, &mut joined);
-        let merged = joined
-            .iter()
-            .fold(Window { start: t, end: t }, |m, w| Window { start: m.start.min(w.start), end: m.end.max(w.end) });
-        if merged.end < close {
-            self.late(ctx, merged, &r);
-        } else {
-            let mut agg: Option<A> = None;
-            {
-                let mut store = self.store.borrow_mut();
-                for &w in &joined {
-                    let Some(v) = store.take_session(&r.key, w) else { continue };
-                    agg = Some(match agg {
-                        None => v,
-                        Some(a) => (self.merger)(&r.key, a, v),
-                    });
+        match self.open().join(&key, t, reach, close, &mut joined) {
+            Err(merged) => self.late(ctx, merged, &r),
+            Ok(merged) => {
+                let mut agg: Option<A> = None;
+                {
+                    let mut store = self.store.borrow_mut();
+                    for &w in &joined {
+                        let Some(v) = store.take_session(&r.key, w) else { continue };
+                        agg = Some(match agg {
+                            None => v,
+                            Some(a) => (self.merger)(&r.key, a, v),
+                        });
+                    }
                 }
+                let agg = match agg {
+                    Some(a) => (self.aggregator)(&r.key, &r.value, t, a),
+                    None => (self.first)(&r.key, &r.value, t),
+                };
+                // The index held every stored session of the key, and `merged` replaces those
+                // joined: it is stored nowhere now.
+                self.store.borrow_mut().put_new(&r.key, merged, agg);
             }
-            let agg = match agg {
-                Some(a) => (self.aggregator)(&r.key, &r.value, t, a),
-                None => (self.first)(&r.key, &r.value, t),
-            };
-            // The index held every stored session of the key, and `merged` replaces those joined: it
-            // is stored nowhere now.
-            self.store.borrow_mut().put_new(&r.key, merged, agg);
-            self.open().replace(&key, &joined, merged);
         }
         self.scratch = joined;
         self.key_buf = key;
@@ -283,6 +325,26 @@ mod tests {
 
     fn w(start: i64, end: i64) -> Window {
         Window { start, end }
+    }
+
+    #[test]
+    fn a_join_merges_what_the_record_reaches_and_a_late_one_changes_nothing() {
+        let mut open = OpenSessions::default();
+        let mut joined = Vec::new();
+        // A new key: the record's own session.
+        assert_eq!(open.join(b"k", 100, (90, 110), 0, &mut joined), Ok(w(100, 100)));
+        assert_eq!(open.join(b"k", 200, (190, 210), 0, &mut joined), Ok(w(200, 200)));
+        // A record between both (gap 60) bridges them: one session replaces the two.
+        assert_eq!(open.join(b"k", 150, (90, 210), 0, &mut joined), Ok(w(100, 200)));
+        assert_eq!(joined, vec![w(100, 100), w(200, 200)]);
+        open.find(b"k", i64::MIN, i64::MAX, &mut joined);
+        assert_eq!(joined, vec![w(100, 200)]);
+        // Late: the merged session would end before the close point; the index stays as it was.
+        assert_eq!(open.join(b"k", 40, (30, 50), 60, &mut joined), Err(w(40, 40)));
+        assert_eq!(open.join(b"other", 40, (30, 50), 60, &mut joined), Err(w(40, 40)));
+        open.find(b"k", i64::MIN, i64::MAX, &mut joined);
+        assert_eq!(joined, vec![w(100, 200)]);
+        assert!(!open.by_key.contains_key(b"other".as_slice()));
     }
 
     #[test]
