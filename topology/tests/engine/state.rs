@@ -192,49 +192,6 @@ fn window_and_session_values_stay_decoded_until_commit_and_a_crash_keeps_the_com
     assert_eq!(d.session_all::<String, u64>("sessions"), sessions);
 }
 
-/// A windowed aggregate whose value refuses to be encoded.
-#[derive(Clone, Debug, Default, serde::Deserialize)]
-struct UnstorableWindow(#[allow(dead_code)] i64);
-
-impl serde::Serialize for UnstorableWindow {
-    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom("this window refuses to be serialized"))
-    }
-}
-
-#[test]
-fn a_window_value_that_cannot_be_stored_fails_the_commit_with_an_error_naming_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut b = StreamsBuilder::new();
-    b.stream("in", Consumed::with(s(), i()))
-        .group_by_key(Grouped::new())
-        .windowed_by(TimeWindows::of(Duration::from_secs(60)))
-        .emit(EmitStrategy::OnWindowClose)
-        .aggregate(
-            UnstorableWindow::default,
-            |_, v, a: UnstorableWindow| UnstorableWindow(a.0 + v),
-            Materialized::as_("totals"),
-        )
-        .to_stream()
-        .map(|k: topology::Windowed<String>, a: Option<UnstorableWindow>| (k.key, a.map_or(0, |a| a.0)))
-        .to("out", Produced::with(s(), i()));
-    let d = TestDriver::builder(b.build().unwrap())
-        .application_id(APP)
-        .state(StateConfig::new(dir.path()))
-        .build()
-        .unwrap();
-    // Held decoded, the value is encoded when it is written down: no later than the commit, which
-    // then fails.
-    let inp = d.input_topic("in", s(), i());
-    let stored = inp.try_pipe("k".into(), 1, 0).and_then(|()| inp.try_pipe("k".into(), 2, 1));
-    let text = match stored {
-        Err(e) => e.to_string(),
-        Ok(()) => d.commit().unwrap_err().to_string(),
-    };
-    assert!(text.contains("`totals`") && text.contains("value cannot be stored"), "{text}");
-    assert!(text.contains("refuses to be serialized"), "{text}");
-}
-
 /// Without a cache every update reaches the changelog at once; after an unclean stop, at-least-once
 /// replays those uncommitted records (their input is then processed again: duplicates the guarantee
 /// allows), while exactly-once drops them and rebuilds the committed state.
@@ -652,6 +609,35 @@ fn a_value_that_cannot_be_stored_stops_the_task_with_an_error_naming_the_store()
         .unwrap();
     let err = d.input_topic("in", s(), i()).try_pipe("k".into(), 1, 0).unwrap_err();
     let text = err.to_string();
+    assert!(text.contains("`totals`") && text.contains("value cannot be stored"), "{text}");
+    assert!(text.contains("refuses to be serialized"), "{text}");
+}
+
+#[test]
+fn a_window_value_that_cannot_be_stored_fails_the_commit_with_an_error_naming_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(s(), i()))
+        .group_by_key(Grouped::new())
+        .windowed_by(TimeWindows::of(Duration::from_secs(60)))
+        .emit(EmitStrategy::OnWindowClose)
+        .aggregate(Unstorable::default, |_, v, a: Unstorable| Unstorable(a.0 + v), Materialized::as_("totals"))
+        .to_stream()
+        .map(|k: topology::Windowed<String>, a: Option<Unstorable>| (k.key, a.map_or(0, |a| a.0)))
+        .to("out", Produced::with(s(), i()));
+    let d = TestDriver::builder(b.build().unwrap())
+        .application_id(APP)
+        .state(StateConfig::new(dir.path()))
+        .build()
+        .unwrap();
+    // Held decoded, the value is encoded when it is written down: no later than the commit, which
+    // then fails.
+    let inp = d.input_topic("in", s(), i());
+    let stored = inp.try_pipe("k".into(), 1, 0).and_then(|()| inp.try_pipe("k".into(), 2, 1));
+    let text = match stored {
+        Err(e) => e.to_string(),
+        Ok(()) => d.commit().unwrap_err().to_string(),
+    };
     assert!(text.contains("`totals`") && text.contains("value cannot be stored"), "{text}");
     assert!(text.contains("refuses to be serialized"), "{text}");
 }
