@@ -8,8 +8,7 @@
 //! have), at most `max_entries` of them; when it is full, new keys go to the layers below. Everything
 //! is written down — and the front emptied — at commit and before any range read (which the byte
 //! layers serve), so the layers below are exactly as they would be without it whenever they are
-//! read in order. Expiry drops the
-//! entries of expired time segments, as the cache below does.
+//! read in order. Expiry drops the entries of expired time segments, as the cache below does.
 
 use rustc_hash::FxHashMap;
 

@@ -164,7 +164,8 @@ impl Inner {
 }
 
 /// A typed store's byte stack and its typed front (see `front`): what reads and writes of one key go
-/// through. Every read in key order (ranges, expiry) and every flush writes the front down first.
+/// through. Every read in key order (a range) and every flush writes the front down first; expiry
+/// drops the front's entries of expired segments, as the layers below drop theirs.
 struct Stack<V> {
     inner: Inner,
     front: RefCell<Front<V>>,
