@@ -122,8 +122,9 @@ pub(crate) struct Engine {
     spare_out: Vec<OutRecord>,
     /// Repartition sinks hand typed records over (see `hand_over_repartitions`).
     typed_handover: bool,
-    /// Tasks reading one topic that were just handed a record each (one entry per record), to process
-    /// right away (see [`step_lowest`](Self::step_lowest)).
+    /// Tasks reading one topic that were just handed a record each (one entry per record) they could
+    /// not process at once (records of theirs were buffered, or a commit was under way): processed
+    /// after the record that sent them (see [`step_lowest`](Self::step_lowest)).
     handed: Vec<TaskId>,
     /// The route last sent to (see `route_of_sent`).
     last_route: Option<(Arc<str>, usize)>,
@@ -712,10 +713,9 @@ impl Engine {
     }
 
     /// Processes, in the order they came, the records just handed over to tasks that read one topic
-    /// (and what those hand over in turn). Such a task takes its input in arrival order whenever it
-    /// runs, so running it now changes nothing it computes, and saves a search of every task's head
-    /// per record: a repartition in this process costs a queue, not a scheduling round (as Flink
-    /// chains operators).
+    /// and were buffered (see `hand_over`; and what those hand over in turn). Such a task takes its
+    /// input in arrival order whenever it runs, so running it now changes nothing it computes, and
+    /// saves a search of every task's head per record.
     fn process_handed(&mut self) -> Result<(), Error> {
         let mut next = 0;
         let mut result = Ok(());
