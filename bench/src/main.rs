@@ -235,10 +235,11 @@ fn child(args: &[&std::ffi::OsStr]) -> Result<serde_json::Value, String> {
     serde_json::from_str(last).map_err(|e| format!("{name}: {e}: {last}"))
 }
 
-/// The median of `values` (sorted in place).
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).expect("rates are numbers"));
-    values[values.len() / 2]
+/// The index of the median of `values`.
+fn median_at(values: &[f64]) -> usize {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    order[order.len() / 2]
 }
 
 /// An engine run and its floor's, measured `runs` times each: each workload's median run, and the
@@ -262,13 +263,11 @@ fn interleaved(runs: usize, pairs: &[[Vec<&std::ffi::OsStr>; 2]]) -> Result<Vec<
     Ok(rounds
         .into_iter()
         .map(|mut runs| {
-            let mut ratios: Vec<f64> = runs.iter().map(|[e, f]| rate(e) / rate(f).max(1.0)).collect();
-            let ratio = median(&mut ratios);
+            let ratios: Vec<f64> = runs.iter().map(|[e, f]| rate(e) / rate(f).max(1.0)).collect();
+            let ratio = ratios[median_at(&ratios)];
             let mut pick = |i: usize| {
-                let mut rates: Vec<f64> = runs.iter().map(|r| rate(&r[i])).collect();
-                let m = median(&mut rates);
-                let at = runs.iter().position(|r| rate(&r[i]) == m).expect("the median is a run's");
-                std::mem::take(&mut runs[at][i])
+                let rates: Vec<f64> = runs.iter().map(|r| rate(&r[i])).collect();
+                std::mem::take(&mut runs[median_at(&rates)][i])
             };
             let engine = pick(0);
             let floor = pick(1);

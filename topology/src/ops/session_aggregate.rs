@@ -65,6 +65,31 @@ struct KeySessions {
     check_at: i64,
 }
 
+impl KeySessions {
+    /// The sessions with `end >= earliest_end` and `start <= latest_start`, by end, into `found`.
+    fn near(&self, earliest_end: i64, latest_start: i64, found: &mut Vec<Window>) {
+        found.extend(self.windows.iter().filter(|w| w.end >= earliest_end && w.start <= latest_start));
+        found.sort_by_key(|w| (w.end, w.start));
+    }
+
+    /// Replaces the sessions `old` with `new`; whether `new` ends before the key's check time (it is
+    /// then the new one, and needs a check of its own).
+    fn replace(&mut self, old: &[Window], new: Window) -> bool {
+        self.windows.retain(|w| !old.contains(w));
+        self.windows.push(new);
+        let earlier = new.end < self.check_at;
+        if earlier {
+            self.check_at = new.end;
+        }
+        earlier
+    }
+}
+
+/// The session spanning `a` and `b`.
+fn span(a: Window, b: &Window) -> Window {
+    Window { start: a.start.min(b.start), end: a.end.max(b.end) }
+}
+
 impl OpenSessions {
     /// Adds a session of `key` (stored nowhere in the index yet).
     fn insert(&mut self, key: &[u8], w: Window) {
@@ -75,15 +100,7 @@ impl OpenSessions {
     /// one.
     fn replace(&mut self, key: &[u8], old: &[Window], new: Window) {
         let check = match self.by_key.get_mut(key) {
-            Some(k) => {
-                k.windows.retain(|w| !old.contains(w));
-                k.windows.push(new);
-                let earlier = new.end < k.check_at;
-                if earlier {
-                    k.check_at = new.end;
-                }
-                earlier.then(|| self.by_key.get_key_value(key).expect("present").0.clone())
-            }
+            Some(k) => k.replace(old, new).then(|| self.by_key.get_key_value(key).expect("present").0.clone()),
             None => {
                 let rc: Rc<[u8]> = Rc::from(key);
                 self.by_key.insert(rc.clone(), KeySessions { windows: vec![new], check_at: new.end });
@@ -100,13 +117,8 @@ impl OpenSessions {
     fn find(&self, key: &[u8], earliest_end: i64, latest_start: i64, found: &mut Vec<Window>) {
         found.clear();
         if let Some(k) = self.by_key.get(key) {
-            Self::near(k, earliest_end, latest_start, found);
+            k.near(earliest_end, latest_start, found);
         }
-    }
-
-    fn near(k: &KeySessions, earliest_end: i64, latest_start: i64, found: &mut Vec<Window>) {
-        found.extend(k.windows.iter().filter(|w| w.end >= earliest_end && w.start <= latest_start));
-        found.sort_by_key(|w| (w.end, w.start));
     }
 
     /// A record at `t` joins `key`'s sessions that end at or after `earliest_end` and start at or
@@ -122,11 +134,7 @@ impl OpenSessions {
         joined: &mut Vec<Window>,
     ) -> Result<Window, Window> {
         joined.clear();
-        let merge = |joined: &[Window]| {
-            joined
-                .iter()
-                .fold(Window { start: t, end: t }, |m, w| Window { start: m.start.min(w.start), end: m.end.max(w.end) })
-        };
+        let merge = |joined: &[Window]| joined.iter().fold(Window { start: t, end: t }, span);
         let Some(k) = self.by_key.get_mut(key) else {
             let merged = merge(joined);
             if merged.end < close {
@@ -135,15 +143,12 @@ impl OpenSessions {
             self.insert(key, merged);
             return Ok(merged);
         };
-        Self::near(k, earliest_end, latest_start, joined);
+        k.near(earliest_end, latest_start, joined);
         let merged = merge(joined);
         if merged.end < close {
             return Err(merged);
         }
-        k.windows.retain(|w| !joined.contains(w));
-        k.windows.push(merged);
-        if merged.end < k.check_at {
-            k.check_at = merged.end;
+        if k.replace(joined, merged) {
             let key = self.by_key.get_key_value(key).expect("present").0.clone();
             self.checks.push(Reverse((merged.end, key)));
         }
@@ -255,7 +260,7 @@ impl<K: Data, V: Data, A: Data> SessionAggregate<K, V, A> {
                 None => v.clone(),
                 Some(a) => (self.merger)(&r.key, a, v.clone()),
             });
-            merged = Window { start: merged.start.min(w.start), end: merged.end.max(w.end) };
+            merged = span(merged, w);
         }
         if merged.end < close {
             self.late(ctx, merged, &r);

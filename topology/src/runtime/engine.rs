@@ -118,14 +118,11 @@ pub(crate) struct Engine {
     idle_advance: Option<i64>,
     /// Processing times of sampled records, for the metrics (on when a runtime serves them).
     latency: LatencySampler,
-    /// An empty output buffer, swapped with a task's after it processes a record.
-    spare_out: Vec<OutRecord>,
+    /// Empty output buffers, traded for a task's when what it wrote is routed (routing that processes
+    /// another task trades another one; see `route_traded`).
+    spare_outs: Vec<Vec<OutRecord>>,
     /// Repartition sinks hand typed records over (see `hand_over_repartitions`).
     typed_handover: bool,
-    /// Tasks reading one topic that were just handed a record each (one entry per record) they could
-    /// not process at once (records of theirs were buffered, or a commit was under way): processed
-    /// after the record that sent them (see [`step_lowest`](Self::step_lowest)).
-    handed: Vec<TaskId>,
     /// The route last sent to (see `route_of_sent`).
     last_route: Option<(Arc<str>, usize)>,
 }
@@ -356,8 +353,7 @@ impl Engine {
     /// nothing buffered processes it at once (when `now`), and what it writes is routed in turn: it
     /// takes its input in arrival order whenever it runs, so running it now changes nothing it
     /// computes, and a repartition in this process costs neither a queue nor a scheduling round (as
-    /// Flink chains operators). Otherwise the record is buffered, and processed after the record
-    /// that sent it when the task reads one topic (see `process_handed`).
+    /// Flink chains operators). Otherwise the record is buffered for the task's turn.
     fn hand_over(
         &mut self,
         i: usize,
@@ -375,23 +371,21 @@ impl Engine {
         let (p, offset) = route.place(None, key);
         let id = TaskId { subtopology: route.readers[0], partition: p };
         let task = self.tasks.get_mut(&id).expect("every task is open where records are handed over");
-        if !task.reads_one_topic() {
+        if !(now && task.reads_one_topic() && task.buffered() == 0) {
             task.enqueue_typed(topic, p, offset, record);
-            return Ok(());
-        }
-        if !now || task.buffered() > 0 {
-            task.enqueue_typed(topic, p, offset, record);
-            self.handed.push(id);
             return Ok(());
         }
         task.process_now(topic, p, offset, timestamp, record)?;
-        let mut out = std::mem::take(&mut task.ctx.out);
+        let out = std::mem::replace(&mut task.ctx.out, self.spare_outs.pop().unwrap_or_default());
+        self.route_traded(out)
+    }
+
+    /// Routes `out`, what a task wrote, traded for an empty spare buffer (see `spare_outs`; records it
+    /// hands over may be processed at once), and keeps it as a spare: no buffer is allocated per
+    /// record.
+    fn route_traded(&mut self, mut out: Vec<OutRecord>) -> Result<(), Error> {
         let routed = self.route_drain(&mut out, true);
-        if let Some(task) = self.tasks.get_mut(&id) {
-            if task.ctx.out.is_empty() {
-                task.ctx.out = out; // its capacity, for the task's next record
-            }
-        }
+        self.spare_outs.push(out);
         routed
     }
 
@@ -413,8 +407,6 @@ impl Engine {
                 }
             }
             if !progressed {
-                // Everything handed over is processed.
-                self.handed.clear();
                 return Ok(());
             }
         }
@@ -497,9 +489,8 @@ impl Engine {
             external: false,
             idle_advance: None,
             latency: LatencySampler::default(),
-            spare_out: Vec::new(),
+            spare_outs: Vec::new(),
             typed_handover: false,
-            handed: Vec::new(),
             last_route: None,
         };
         if !lazy_tasks {
@@ -694,9 +685,8 @@ impl Engine {
     }
 
     /// Processes one record: the lowest-timestamp head over every task (global tables first), so records
-    /// of all partitions and topics are processed in event-time order, as one merged stream; then what
-    /// it handed over to tasks that read one topic (see `process_handed`). Returns whether anything
-    /// was processed.
+    /// of all partitions and topics are processed in event-time order, as one merged stream (with what
+    /// it hands over at once, see `hand_over`). Returns whether anything was processed.
     pub(crate) fn step_lowest(&mut self) -> Result<bool, Error> {
         if let Some(g) = self.global.as_mut() {
             if g.process_one()? {
@@ -708,26 +698,7 @@ impl Engine {
         let next = self.tasks.iter().filter_map(|(id, t)| t.head_timestamp().map(|ts| (ts, *id))).min();
         let Some((_, id)) = next else { return Ok(false) };
         self.process_task(id)?;
-        self.process_handed()?;
         Ok(true)
-    }
-
-    /// Processes, in the order they came, the records just handed over to tasks that read one topic
-    /// and were buffered (see `hand_over`; and what those hand over in turn). Such a task takes its
-    /// input in arrival order whenever it runs, so running it now changes nothing it computes, and
-    /// saves a search of every task's head per record.
-    fn process_handed(&mut self) -> Result<(), Error> {
-        let mut next = 0;
-        let mut result = Ok(());
-        while let Some(&id) = self.handed.get(next) {
-            next += 1;
-            if let Err(e) = self.process_task(id) {
-                result = Err(e);
-                break;
-            }
-        }
-        self.handed.clear();
-        result
     }
 
     /// Processes the next record of task `id` and routes what it wrote (timing it now and then for
@@ -736,12 +707,8 @@ impl Engine {
         let started = self.latency.due().then(std::time::Instant::now);
         let task = self.tasks.get_mut(&id).expect("task exists");
         let did = task.process_one()?;
-        // The task's output buffer and the engine's spare trade places: no allocation per record.
-        let mut out = std::mem::take(&mut self.spare_out);
-        std::mem::swap(&mut out, &mut task.ctx.out);
-        let routed = self.route_drain(&mut out, true);
-        self.spare_out = out;
-        routed?;
+        let out = std::mem::replace(&mut task.ctx.out, self.spare_outs.pop().unwrap_or_default());
+        self.route_traded(out)?;
         if let (true, Some(started)) = (did, started) {
             self.latency.add(started.elapsed().as_secs_f64());
         }

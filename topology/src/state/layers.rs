@@ -305,6 +305,24 @@ impl Caching {
         groups_in(self.segments, time, &self.groups).map(|(s, _)| *s).collect()
     }
 
+    /// Removes `key`'s entry if the store below is known not to have it: nothing needs writing down
+    /// for a delete, and the key is absent from both layers (so the keys that merged sessions leave
+    /// behind do not fill the cache either). The entry's value, if it went.
+    fn forget_if_absent_below(&mut self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        let seg = self.segment_of(key);
+        let group = self.groups.get_mut(&seg)?;
+        if !group.entries.get(key)?.absent_below {
+            return None;
+        }
+        let e = group.entries.remove(key).expect("just seen");
+        self.bytes -= Self::cost(key, &e.value);
+        if e.dirty {
+            group.forget_dirty(key, &e);
+            self.dirty -= 1;
+        }
+        Some(e.value)
+    }
+
     fn lookup(&self, key: &[u8]) -> Option<&Entry> {
         self.groups.get(&self.segment_of(key)).and_then(|g| g.entries.get(key))
     }
@@ -367,37 +385,20 @@ impl BytesStore for Caching {
         self.set_known(key, Some(new), true, old.is_none())
     }
     fn delete(&mut self, key: &[u8]) -> Result<()> {
-        let seg = self.segment_of(key);
-        if let Some(group) = self.groups.get_mut(&seg) {
-            if group.entries.get(key).is_some_and(|e| e.absent_below) {
-                // Nothing below to delete: the entry goes, and the key is absent from both layers (so
-                // the keys that merged sessions leave behind do not fill the cache either).
-                let e = group.entries.remove(key).expect("just seen");
-                self.bytes -= Self::cost(key, &e.value);
-                if e.dirty {
-                    group.forget_dirty(key, &e);
-                    self.dirty -= 1;
-                }
-                return Ok(());
-            }
+        if self.forget_if_absent_below(key).is_some() {
+            return Ok(());
         }
         self.set(key, None, true)
     }
     fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(value) = self.forget_if_absent_below(key) {
+            bump(&self.stats.cache_hits);
+            return Ok(value);
+        }
         let seg = self.segment_of(key);
         if let Some(group) = self.groups.get_mut(&seg) {
             if let Some(e) = group.entries.get_mut(key) {
                 bump(&self.stats.cache_hits);
-                if e.absent_below {
-                    // As in `delete`: nothing below, so the entry goes and its value is handed over.
-                    let e = group.entries.remove(key).expect("just seen");
-                    self.bytes -= Self::cost(key, &e.value);
-                    if e.dirty {
-                        group.forget_dirty(key, &e);
-                        self.dirty -= 1;
-                    }
-                    return Ok(e.value);
-                }
                 // The store below may have it: the entry becomes a tombstone to write down.
                 let Some(value) = e.value.take() else { return Ok(None) };
                 self.bytes -= value.len();

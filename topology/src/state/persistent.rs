@@ -101,13 +101,16 @@ impl Inner {
         encode_value_into(&self.name, v, &mut buf)?;
         Ok(buf)
     }
-    fn put<V: Data>(&self, key: &[u8], v: &V) {
-        let r = self.encode(v).and_then(|v| self.stack.borrow_mut().put(key, v));
-        self.ok(r)
-    }
-    /// [`put`](Self::put) of a key stored nowhere yet (see `BytesStore::put_new`).
-    fn put_new<V: Data>(&self, key: &[u8], v: &V) {
-        let r = self.encode(v).and_then(|v| self.stack.borrow_mut().put_new(key, v));
+    /// Stores `v`; `new` when the caller knows no layer has the key (see `BytesStore::put_new`).
+    fn put<V: Data>(&self, key: &[u8], v: &V, new: bool) {
+        let r = self.encode(v).and_then(|v| {
+            let mut stack = self.stack.borrow_mut();
+            if new {
+                stack.put_new(key, v)
+            } else {
+                stack.put(key, v)
+            }
+        });
         self.ok(r)
     }
     /// Deletes `key`, returning its value; its buffer becomes the spare.
@@ -189,12 +192,9 @@ impl<V: Data> Stack<V> {
             slot.value = Some(value.clone());
         } else if front.has_room() {
             front.insert(key, value.clone(), new);
-        } else if new {
-            drop(front);
-            self.inner.put_new(key, value)
         } else {
             drop(front);
-            self.inner.put(key, value)
+            self.inner.put(key, value, new)
         }
     }
     /// Replaces the value of `key` with `f(old)`.
@@ -236,8 +236,7 @@ impl<V: Data> Stack<V> {
             return;
         }
         front.drain(|key, slot| match slot.value {
-            Some(v) if slot.new => self.inner.put_new(key, &v),
-            Some(v) => self.inner.put(key, &v),
+            Some(v) => self.inner.put(key, &v, slot.new),
             None => self.inner.delete(key),
         });
     }

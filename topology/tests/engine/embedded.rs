@@ -30,6 +30,16 @@ fn env(key: &str, value: Value, ts: i64) -> Value {
     json!({"key": key, "value": value, "timestamp": ts})
 }
 
+/// A run of application `app` (state under `dir`) over envelope lines: `inputs` as (topic, file),
+/// one output (topic, file).
+fn envelope_config(app: &str, dir: &Path, inputs: &[(&str, &Path)], output: (&str, &Path)) -> EmbeddedConfig {
+    let mut cfg = EmbeddedConfig::new(app, dir.join("state"));
+    cfg.input_format = InputFormat::Envelope;
+    cfg.inputs = inputs.iter().map(|(topic, file)| (topic.to_string(), Input::File(file.to_path_buf()))).collect();
+    cfg.outputs = vec![(output.0.to_string(), Output::File(output.1.to_path_buf()))];
+    cfg
+}
+
 #[test]
 fn inputs_are_merged_by_event_time_so_a_replay_equals_live_processing() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,10 +53,8 @@ fn inputs_are_merged_by_event_time_so_a_replay_equals_live_processing() {
     // The whole users file comes first on disk, but "bob" only becomes the name at t=100.
     write_lines(&users_file, &[env("1", json!("ann"), 0), env("1", json!("bob"), 100)]);
     write_lines(&clicks_file, &[env("1", json!("/a"), 50), env("1", json!("/b"), 150)]);
-    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
-    cfg.input_format = InputFormat::Envelope;
-    cfg.inputs = vec![("users".into(), Input::File(users_file)), ("clicks".into(), Input::File(clicks_file))];
-    cfg.outputs = vec![("enriched".into(), Output::File(out.clone()))];
+    let cfg =
+        envelope_config("app", dir.path(), &[("users", &users_file), ("clicks", &clicks_file)], ("enriched", &out));
     let summary = run_embedded(&topology, &cfg).unwrap();
     let values: Vec<Value> = read_lines(&out).into_iter().map(|l| l["value"].clone()).collect();
     assert_eq!(values, vec![json!("ann:/a"), json!("bob:/b")]);
@@ -69,10 +77,7 @@ fn the_final_flush_emits_windows_still_open_at_the_end_of_input() {
         .to("counts", Produced::with(s(), s()));
     let topology = b.build().unwrap();
     write_lines(&input, &[env("u", json!("a"), 1_000), env("u", json!("b"), 61_000), env("v", json!("c"), 62_000)]);
-    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
-    cfg.input_format = InputFormat::Envelope;
-    cfg.inputs = vec![("events".into(), Input::File(input))];
-    cfg.outputs = vec![("counts".into(), Output::File(out.clone()))];
+    let cfg = envelope_config("app", dir.path(), &[("events", &input)], ("counts", &out));
     run_embedded(&topology, &cfg).unwrap();
     let got: Vec<(Value, Value)> =
         read_lines(&out).into_iter().map(|l| (l["key"].clone(), l["value"].clone())).collect();
@@ -92,10 +97,7 @@ fn a_second_run_continues_from_the_committed_positions_and_state() {
     let topology = b.build().unwrap();
     let (input, out) = (dir.path().join("in"), dir.path().join("out"));
     write_lines(&input, &[env("a", json!("x"), 1), env("a", json!("y"), 2)]);
-    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
-    cfg.input_format = InputFormat::Envelope;
-    cfg.inputs = vec![("in".into(), Input::File(input.clone()))];
-    cfg.outputs = vec![("counts".into(), Output::File(out.clone()))];
+    let cfg = envelope_config("app", dir.path(), &[("in", &input)], ("counts", &out));
     let first = run_embedded(&topology, &cfg).unwrap();
     assert_eq!(first.records_in["in"], 2);
     append_lines(&input, &[env("a", json!("z"), 3), env("b", json!("w"), 4)]);
@@ -206,10 +208,7 @@ fn stream_time_punctuations_fire_at_the_final_flush() {
         .process(Buffer::default, Named::as_("buffer"), &[])
         .to("out", Produced::with(s(), s()));
     write_lines(&input, &[env("a", json!("1"), 100), env("b", json!("2"), 2_500), env("c", json!("3"), 2_600)]);
-    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
-    cfg.input_format = InputFormat::Envelope;
-    cfg.inputs = vec![("in".into(), Input::File(input))];
-    cfg.outputs = vec![("out".into(), Output::File(out.clone()))];
+    let cfg = envelope_config("app", dir.path(), &[("in", &input)], ("out", &out));
     run_embedded(&b.build().unwrap(), &cfg).unwrap();
     let keys: Vec<Value> = read_lines(&out).into_iter().map(|l| l["key"].clone()).collect();
     assert_eq!(keys, vec![json!("a"), json!("b"), json!("c")]);
@@ -240,11 +239,8 @@ fn repartitions_hand_typed_records_to_the_reading_task_without_encoding_values()
     let words = ["x", "y", "x", "z", "x", "y"];
     let lines: Vec<Value> = words.iter().enumerate().map(|(i, w)| env("k", json!(w), i as i64)).collect();
     write_lines(&input, &lines);
-    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
-    cfg.input_format = InputFormat::Envelope;
+    let mut cfg = envelope_config("app", dir.path(), &[("in", &input)], ("counts", &out));
     cfg.partitions = 3; // keys are placed on the repartition topic's partitions as before
-    cfg.inputs = vec![("in".into(), Input::File(input))];
-    cfg.outputs = vec![("counts".into(), Output::File(out.clone()))];
     let summary = run_embedded(&topology, &cfg).unwrap();
     assert_eq!(summary.dead_lettered, 0);
     let mut last = std::collections::BTreeMap::new();
@@ -279,10 +275,7 @@ fn a_record_handed_over_to_a_task_reading_one_topic_is_processed_in_the_same_ste
         .to("trace", Produced::with(s(), s()));
     // Out of order: the second record is older than the first one's repartitioned copy.
     write_lines(&input, &[env("k", json!("x"), 10), env("k", json!("y"), 5), env("k", json!("x"), 20)]);
-    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
-    cfg.input_format = InputFormat::Envelope;
-    cfg.inputs = vec![("in".into(), Input::File(input))];
-    cfg.outputs = vec![("trace".into(), Output::File(out.clone()))];
+    let mut cfg = envelope_config("app", dir.path(), &[("in", &input)], ("trace", &out));
     cfg.cache_max_bytes = 0; // every count is forwarded as it changes
     run_embedded(&b.build().unwrap(), &cfg).unwrap();
     let trace: Vec<String> = read_lines(&out)
@@ -330,11 +323,8 @@ fn typed_records_give_what_their_lines_give_and_a_second_run_skips_the_committed
     let input = dir.path().join("in");
     write_lines(&input, &lines);
     let from_lines = dir.path().join("from-lines");
-    let mut cfg = EmbeddedConfig::new("lines", dir.path().join("state"));
-    cfg.input_format = InputFormat::Envelope;
+    let mut cfg = envelope_config("lines", dir.path(), &[("in", &input)], ("counts", &from_lines));
     cfg.partitions = 3;
-    cfg.inputs = vec![("in".into(), Input::File(input))];
-    cfg.outputs = vec![("counts".into(), Output::File(from_lines.clone()))];
     run_embedded(&topology, &cfg).unwrap();
 
     let from_records = dir.path().join("from-records");

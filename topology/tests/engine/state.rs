@@ -37,6 +37,11 @@ fn all(d: &TestDriver) -> Vec<(String, i64)> {
     d.kv_all::<String, i64>("sums")
 }
 
+/// A driver of application `APP` with its state on disk.
+fn on_disk(b: StreamsBuilder, config: StateConfig) -> TestDriver {
+    TestDriver::builder(b.build().unwrap()).application_id(APP).state(config).build().unwrap()
+}
+
 fn expected(to: i64) -> Vec<(String, i64)> {
     let mut m = std::collections::BTreeMap::new();
     for n in 0..to {
@@ -163,7 +168,7 @@ fn window_and_session_counts(dir: &Path) -> TestDriver {
         .to_stream()
         .map(out)
         .to("sessions", Produced::with(s(), i()));
-    TestDriver::builder(b.build().unwrap()).application_id(APP).state(StateConfig::new(dir)).build().unwrap()
+    on_disk(b, StateConfig::new(dir))
 }
 
 #[test]
@@ -177,11 +182,7 @@ fn a_session_that_grows_on_update_costs_one_changelog_record_per_commit() {
         .to_stream()
         .map(|k: topology::Windowed<String>, n: Option<u64>| (k.key, n.map_or(-1, |n| n as i64)))
         .to("counts", Produced::with(s(), i()));
-    let d = TestDriver::builder(b.build().unwrap())
-        .application_id(APP)
-        .state(StateConfig::new(dir.path()))
-        .build()
-        .unwrap();
+    let d = on_disk(b, StateConfig::new(dir.path()));
     let inp = d.input_topic("in", s(), i());
     for n in 0..500 {
         inp.pipe("hot".into(), 1, n * 10);
@@ -304,11 +305,7 @@ fn windowed_state_on_disk_stays_bounded_on_an_unbounded_stream() {
         .to_stream()
         .map(|k, v| (k.key, v.unwrap_or(0) as i64))
         .to("out", Produced::with(s(), i()));
-    let d = TestDriver::builder(b.build().unwrap())
-        .application_id(APP)
-        .state(StateConfig::new(dir.path()))
-        .build()
-        .unwrap();
+    let d = on_disk(b, StateConfig::new(dir.path()));
     let inp = d.input_topic("in", s(), i());
     let mut max_entries = 0;
     for minute in 0..120i64 {
@@ -383,7 +380,7 @@ fn emitted_windows_are_not_emitted_again_after_a_restart_or_a_restore() {
                 .map(|k, v| (format!("{}@{}", k.key, k.window.start), v.unwrap()))
                 .to("out", Produced::with(s(), crate::json::<u64>()));
             let config = StateConfig::new(dir.path()).cache_max_bytes(cache);
-            TestDriver::builder(b.build().unwrap()).application_id(APP).state(config).build().unwrap()
+            on_disk(b, config)
         };
         let mut d = open();
         let mut out = Vec::new();
@@ -553,7 +550,7 @@ fn window_changelogs_stay_bounded_on_an_unbounded_stream() {
             .map(|k, v| (k.key, v.unwrap_or(0) as i64))
             .to("out", Produced::with(s(), i()));
         let config = StateConfig::new(dir.path()).cache_max_bytes(0).compact_changelogs_after(1_000);
-        TestDriver::builder(b.build().unwrap()).application_id(APP).state(config).build().unwrap()
+        on_disk(b, config)
     };
     let d = open();
     let inp = d.input_topic("in", s(), i());
@@ -632,11 +629,7 @@ fn a_value_that_cannot_be_stored_stops_the_task_with_an_error_naming_the_store()
         .to_stream()
         .map_values(|a: Option<Unstorable>| a.map_or(0, |a| a.0))
         .to("out", Produced::with(s(), i()));
-    let d = TestDriver::builder(b.build().unwrap())
-        .application_id(APP)
-        .state(StateConfig::new(dir.path()))
-        .build()
-        .unwrap();
+    let d = on_disk(b, StateConfig::new(dir.path()));
     let err = d.input_topic("in", s(), i()).try_pipe("k".into(), 1, 0).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("`totals`") && text.contains("value cannot be stored"), "{text}");
@@ -655,11 +648,7 @@ fn a_window_value_that_cannot_be_stored_fails_the_commit_with_an_error_naming_th
         .to_stream()
         .map(|k: topology::Windowed<String>, a: Option<Unstorable>| (k.key, a.map_or(0, |a| a.0)))
         .to("out", Produced::with(s(), i()));
-    let d = TestDriver::builder(b.build().unwrap())
-        .application_id(APP)
-        .state(StateConfig::new(dir.path()))
-        .build()
-        .unwrap();
+    let d = on_disk(b, StateConfig::new(dir.path()));
     // Held decoded, the value is encoded when it is written down: no later than the commit, which
     // then fails.
     let inp = d.input_topic("in", s(), i());
