@@ -144,7 +144,7 @@ impl Inner {
                 key_serde: key_serde.clone(),
                 value_serde: value_serde.clone(),
                 repartition,
-                one_partition: std::cell::OnceCell::new(),
+                channel: std::cell::OnceCell::new(),
             };
             Ok(vec![crate::graph::input::<K, V>(Rc::new(RefCell::new(sink)))])
         });

@@ -1,12 +1,12 @@
 //! Source: decodes raw records of one topic partition into a typed queue and extracts event time.
 
 use std::any::{Any, TypeId};
-use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::record::{RawRecord, Record, RecordMetadata};
 use crate::serdes::SerdeRef;
-use crate::task::{Forward, SourceNode, TaskCtx};
+use crate::task::{Forward, Queue, SourceNode, TaskCtx};
 use crate::DecodeError;
 
 /// Extracts a record's event time from the typed key and value (and the record's own timestamp).
@@ -16,15 +16,9 @@ pub(crate) struct Source<K, V> {
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
     pub(crate) extractor: Option<TimestampExtractor<K, V>>,
-    pub(crate) queue: VecDeque<(Record<K, V>, RecordMetadata)>,
+    /// Shared with the sinks of an in-process topic (see `task::channel`).
+    pub(crate) queue: Queue<K, V>,
     pub(crate) forward: Forward<K, V>,
-}
-
-/// A record handed over in-process, as the source's type.
-fn handed<K: 'static, V: 'static>(meta: &RecordMetadata, record: Box<dyn Any>) -> Record<K, V> {
-    *record
-        .downcast::<Record<K, V>>()
-        .unwrap_or_else(|_| panic!("a record handed over to `{}` has another type than its source reads", meta.topic))
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> Source<K, V> {
@@ -45,7 +39,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
     fn enqueue(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, raw: RawRecord) -> crate::Result<bool> {
         match self.decode(raw.key.as_deref(), raw.value.as_deref(), raw.timestamp) {
             Ok((key, value, timestamp)) => {
-                self.queue.push_back((Record { key, value, timestamp, headers: raw.headers }, meta));
+                self.queue.borrow_mut().push_back((Record { key, value, timestamp, headers: raw.headers }, meta));
                 Ok(true)
             }
             Err(e) => ctx.dead_letter(&meta, raw, e).map(|()| false),
@@ -55,7 +49,9 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
     fn enqueue_value(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, value: &[u8]) -> crate::Result<bool> {
         match self.decode(None, Some(value), 0) {
             Ok((key, value, timestamp)) => {
-                self.queue.push_back((Record { key, value, timestamp, headers: Default::default() }, meta));
+                self.queue
+                    .borrow_mut()
+                    .push_back((Record { key, value, timestamp, headers: Default::default() }, meta));
                 Ok(true)
             }
             Err(e) => {
@@ -66,15 +62,8 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
         }
     }
 
-    fn enqueue_typed(&mut self, meta: RecordMetadata, record: Box<dyn Any>) {
-        let record = handed::<K, V>(&meta, record);
-        self.queue.push_back((record, meta));
-    }
-
-    fn process_typed(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, record: Box<dyn Any>) {
-        let record = handed::<K, V>(&meta, record);
-        ctx.meta = meta;
-        self.forward.push(ctx, record);
+    fn queue(&self) -> Rc<dyn Any> {
+        self.queue.clone()
     }
 
     fn enqueue_input(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, record: Box<dyn Any>) -> crate::Result<bool> {
@@ -100,7 +89,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
                 }
             }
         }
-        self.queue.push_back((record, meta));
+        self.queue.borrow_mut().push_back((record, meta));
         Ok(true)
     }
 
@@ -109,17 +98,18 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
     }
 
     fn head_timestamp(&self) -> Option<i64> {
-        self.queue.front().map(|(r, _)| r.timestamp)
+        self.queue.borrow().front().map(|(r, _)| r.timestamp)
     }
 
     fn buffered(&self) -> usize {
-        self.queue.len()
+        self.queue.borrow().len()
     }
 
-    fn process_next(&mut self, ctx: &mut TaskCtx) {
-        if let Some((record, meta)) = self.queue.pop_front() {
-            ctx.meta = meta;
-            self.forward.push(ctx, record);
-        }
+    fn process_next(&mut self, ctx: &mut TaskCtx) -> Option<bool> {
+        let (record, meta) = self.queue.borrow_mut().pop_front()?;
+        let advanced = ctx.begin(record.timestamp);
+        ctx.meta = meta;
+        self.forward.push(ctx, record);
+        Some(advanced)
     }
 }

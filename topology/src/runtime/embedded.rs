@@ -441,7 +441,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         lazy_tasks: false,
     };
     let mut engine = Engine::new(topology, engine_config)?;
-    engine.hand_over_repartitions();
+    engine.connect_repartitions();
     let live = config.inputs.iter().any(|(_, i)| matches!(i, Input::Stdin));
     if config.idle_advance.is_some() && !live {
         tracing::info!("idle advance is off: every input is a file (replay time comes from the records)");

@@ -15,7 +15,7 @@ use super::partitioner::partition_for;
 use crate::error::Error;
 use crate::record::RawRecord;
 use crate::state::StoreBuilder;
-use crate::task::{Handover, OutRecord, RestoreStats, StateConfig, StateManager, Task, TaskCtx, TaskId};
+use crate::task::{Channel, OutRecord, Ready, RestoreStats, StateConfig, StateManager, Task, TaskCtx, TaskId};
 use crate::topology::Topology;
 
 /// How to build an [`Engine`].
@@ -118,11 +118,12 @@ pub(crate) struct Engine {
     idle_advance: Option<i64>,
     /// Processing times of sampled records, for the metrics (on when a runtime serves them).
     latency: LatencySampler,
-    /// Empty output buffers, traded for a task's when what it wrote is routed (routing that processes
-    /// another task trades another one; see `route_traded`).
+    /// Empty output buffers, traded for a task's when what it wrote is routed (see `route_traded`).
     spare_outs: Vec<Vec<OutRecord>>,
-    /// Repartition sinks hand typed records over (see `hand_over_repartitions`).
-    typed_handover: bool,
+    /// In-process repartition topics whose sinks send typed records to the reading tasks (see
+    /// `connect_repartitions`), and the tasks they sent to that take them at once.
+    channels: Rc<FxHashMap<Arc<str>, Rc<Channel>>>,
+    ready: Ready,
     /// The route last sent to (see `route_of_sent`).
     last_route: Option<(Arc<str>, usize)>,
 }
@@ -166,11 +167,6 @@ impl LatencySampler {
 impl Engine {
     pub(crate) fn partition_count(&self, topic: &str) -> u32 {
         self.partitions.get(topic).copied().unwrap_or(self.default_partitions)
-    }
-
-    /// Partitions per topic for the tasks (see `TaskCtx::partitions`).
-    fn partition_table(&self) -> Rc<(u32, FxHashMap<String, u32>)> {
-        Rc::new((self.default_partitions, self.partitions.clone()))
     }
 
     /// Records written to `topic` leave the engine (see `outbox`).
@@ -275,18 +271,13 @@ impl Engine {
     }
 
     pub(crate) fn route(&mut self, mut out: Vec<OutRecord>) -> Result<(), Error> {
-        self.route_drain(&mut out, false)
+        self.route_drain(&mut out)
     }
 
-    /// Routes and empties `out` (its capacity stays for reuse). `now`: records handed over may be
-    /// processed at once (see `hand_over`) — not while a commit is under way.
-    fn route_drain(&mut self, out: &mut Vec<OutRecord>, now: bool) -> Result<(), Error> {
+    /// Routes and empties `out` (its capacity stays for reuse).
+    fn route_drain(&mut self, out: &mut Vec<OutRecord>) -> Result<(), Error> {
         for o in out.drain(..) {
             let i = self.route_of_sent(&o.topic);
-            if let Some(typed) = o.typed {
-                self.hand_over(i, &o.topic, o.key.as_deref(), o.timestamp, typed, now)?;
-                continue;
-            }
             let raw = RawRecord { key: o.key, value: o.value, timestamp: o.timestamp, headers: o.headers };
             if self.route_list[i].leaves {
                 self.outbox.push(Outgoing { topic: o.topic, raw, json_value: o.json_value });
@@ -335,56 +326,59 @@ impl Engine {
         self.deliver_to_tasks(i, partition, record, copy, |t, r| t.enqueue_input(topic, partition, offset, r))
     }
 
-    /// Lets repartition sinks hand typed records to the tasks that read them (see
-    /// `TaskCtx::typed_handover`): for a runtime whose repartition topics stay in this process. Not
-    /// when every topic leaves (Kafka) or records are kept to be read back as bytes (test driver).
-    pub(crate) fn hand_over_repartitions(&mut self) {
-        let on = !self.external && !self.keep_records;
-        self.typed_handover = on;
-        let partitions = self.partition_table();
+    /// Connects the in-process repartition topics: their sinks send typed records straight to the
+    /// source queue of the task that reads each partition (see `task::channel`), so a repartition in
+    /// this process costs neither encoding, nor routing, nor a round of the scheduler (as Flink chains
+    /// operators). For a runtime whose repartition topics stay in this process and whose tasks are
+    /// all open for the run (embedded); not when every topic leaves (Kafka) or records are kept to be
+    /// read back as bytes (test driver).
+    pub(crate) fn connect_repartitions(&mut self) {
+        if self.external || self.keep_records {
+            return;
+        }
+        let mut internal = Vec::new();
+        for (s, nodes) in self.topology.subtopologies.iter().enumerate() {
+            for t in self.topology.source_topics_of(nodes).into_iter().filter(|t| t.internal) {
+                internal.push((s, t.resolve(&self.application_id)));
+            }
+        }
+        let mut channels = FxHashMap::default();
+        for (s, topic) in internal {
+            let i = self.route_of(&topic);
+            let route = &self.route_list[i];
+            if route.leaves || route.global || route.readers != [s] {
+                continue;
+            }
+            let ids = (0..route.partitions).map(|partition| TaskId { subtopology: s, partition });
+            let Some(tasks) = ids.map(|id| self.tasks.get(&id)).collect::<Option<Vec<_>>>() else { continue };
+            let mut readers = Vec::new();
+            let mut queued = Rc::default();
+            for task in tasks {
+                let (queue, count) = task.source_queue(&topic);
+                queued = count;
+                readers.push((task.id, queue, task.reads_one_topic()));
+            }
+            let topic: Arc<str> = Arc::from(topic);
+            let channel = Channel {
+                topic: topic.clone(),
+                offsets: readers.iter().map(|_| Default::default()).collect(),
+                readers,
+                round_robin: Default::default(),
+                queued,
+                ready: self.ready.clone(),
+            };
+            channels.insert(topic, Rc::new(channel));
+        }
+        self.channels = Rc::new(channels);
         for task in self.tasks.values_mut() {
-            task.ctx.typed_handover = on;
-            task.ctx.partitions = partitions.clone();
+            task.ctx.channels = self.channels.clone();
         }
     }
 
-    /// Appends a typed record to an in-process repartition topic: placed by its key like any record,
-    /// handed to the one task that reads that partition. A task that reads only this topic and has
-    /// nothing buffered processes it at once (when `now`), and what it writes is routed in turn: it
-    /// takes its input in arrival order whenever it runs, so running it now changes nothing it
-    /// computes, and a repartition in this process costs neither a queue nor a scheduling round (as
-    /// Flink chains operators). Otherwise the record is buffered for the task's turn.
-    fn hand_over(
-        &mut self,
-        i: usize,
-        topic: &str,
-        key: Option<&[u8]>,
-        timestamp: i64,
-        record: Handover,
-        now: bool,
-    ) -> Result<(), Error> {
-        let route = &mut self.route_list[i];
-        assert!(
-            !route.leaves && !route.global && route.readers.len() == 1,
-            "records are handed over only on repartition topics in this process (`{topic}`)"
-        );
-        let (p, offset) = route.place(None, key);
-        let id = TaskId { subtopology: route.readers[0], partition: p };
-        let task = self.tasks.get_mut(&id).expect("every task is open where records are handed over");
-        if !(now && task.reads_one_topic() && task.buffered() == 0) {
-            task.enqueue_typed(topic, p, offset, record);
-            return Ok(());
-        }
-        task.process_now(topic, p, offset, timestamp, record)?;
-        let out = std::mem::replace(&mut task.ctx.out, self.spare_outs.pop().unwrap_or_default());
-        self.route_traded(out)
-    }
-
-    /// Routes `out`, what a task wrote, traded for an empty spare buffer (see `spare_outs`; records it
-    /// hands over may be processed at once), and keeps it as a spare: no buffer is allocated per
-    /// record.
+    /// Routes `out`, what a task wrote, traded for an empty spare buffer (see `spare_outs`), and
+    /// keeps it as a spare: no buffer is allocated per record.
     fn route_traded(&mut self, mut out: Vec<OutRecord>) -> Result<(), Error> {
-        let routed = self.route_drain(&mut out, true);
+        let routed = self.route_drain(&mut out);
         self.spare_outs.push(out);
         routed
     }
@@ -490,7 +484,8 @@ impl Engine {
             idle_advance: None,
             latency: LatencySampler::default(),
             spare_outs: Vec::new(),
-            typed_handover: false,
+            channels: Rc::default(),
+            ready: Rc::default(),
             last_route: None,
         };
         if !lazy_tasks {
@@ -520,8 +515,7 @@ impl Engine {
         let nodes = &self.topology.subtopologies[id.subtopology];
         let mut task = Task::compile(&self.topology.graph, nodes, id, ctx, &self.shared, manager)?;
         task.idle_advance = self.idle_advance;
-        task.ctx.typed_handover = self.typed_handover;
-        task.ctx.partitions = self.partition_table();
+        task.ctx.channels = self.channels.clone();
         let topics: Vec<String> = task.source_topics().map(str::to_string).collect();
         for t in topics {
             let i = self.route_of(&t);
@@ -686,7 +680,7 @@ impl Engine {
 
     /// Processes one record: the lowest-timestamp head over every task (global tables first), so records
     /// of all partitions and topics are processed in event-time order, as one merged stream (with what
-    /// it hands over at once, see `hand_over`). Returns whether anything was processed.
+    /// it sent in-process, see `process_task`). Returns whether anything was processed.
     pub(crate) fn step_lowest(&mut self) -> Result<bool, Error> {
         if let Some(g) = self.global.as_mut() {
             if g.process_one()? {
@@ -701,16 +695,37 @@ impl Engine {
         Ok(true)
     }
 
-    /// Processes the next record of task `id` and routes what it wrote (timing it now and then for
-    /// the metrics); whether there was one.
+    /// Processes the next record of task `id` and routes what it wrote, then the records it sent
+    /// in-process (timing it now and then for the metrics); whether there was one.
+    ///
+    /// A task that reads only a connected topic takes what was sent to it at once (see
+    /// `task::channel`): it takes its input in arrival order whenever it runs, so running it now
+    /// changes nothing it computes. Other readers wait for their turn among the heads of every task.
     fn process_task(&mut self, id: TaskId) -> Result<bool, Error> {
         let started = self.latency.due().then(std::time::Instant::now);
-        let task = self.tasks.get_mut(&id).expect("task exists");
-        let did = task.process_one()?;
-        let out = std::mem::replace(&mut task.ctx.out, self.spare_outs.pop().unwrap_or_default());
-        self.route_traded(out)?;
+        let did = self.process_routed(id, false)?;
+        loop {
+            let sent_to = self.ready.borrow_mut().pop();
+            let Some(sent_to) = sent_to else { break };
+            self.process_routed(sent_to, true)?;
+        }
         if let (true, Some(started)) = (did, started) {
             self.latency.add(started.elapsed().as_secs_f64());
+        }
+        Ok(did)
+    }
+
+    /// Processes the next record of task `id` (`all`: every one it has) and routes what it wrote;
+    /// whether there was one.
+    fn process_routed(&mut self, id: TaskId, all: bool) -> Result<bool, Error> {
+        let task = self.tasks.get_mut(&id).expect("task exists");
+        let did = task.process_one()?;
+        if all && did {
+            while task.process_one()? {}
+        }
+        if !task.ctx.out.is_empty() {
+            let out = std::mem::replace(&mut task.ctx.out, self.spare_outs.pop().unwrap_or_default());
+            self.route_traded(out)?;
         }
         Ok(did)
     }

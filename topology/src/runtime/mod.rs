@@ -8,7 +8,7 @@ mod in_process;
 mod kafka;
 mod kafka_changelog;
 mod kafka_topics;
-mod partitioner;
+pub(crate) mod partitioner;
 mod test_driver;
 
 /// Wall-clock time, epoch ms.

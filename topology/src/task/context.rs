@@ -1,7 +1,7 @@
 //! What operators see of their task while processing: time, the current record's origin, the record
 //! collector, metrics, and the late-record and dead-letter handlers.
 
-use std::any::Any;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap;
 
 use serde::Serialize;
 
+use super::channel::Channel;
 use super::handlers::{DeserializationPolicy, LateRecord, LateRecords};
 use super::TaskId;
 use crate::error::{DecodeError, Error};
@@ -25,17 +26,6 @@ pub(crate) struct OutRecord {
     pub(crate) headers: Headers,
     /// The value is one compact JSON text (its serde says so, see `Serde::is_json`).
     pub(crate) json_value: bool,
-    /// The typed record itself, instead of its value bytes (see [`TaskCtx::typed_handover`]).
-    pub(crate) typed: Option<Handover>,
-}
-
-/// A typed `Record<K, V>` passed to the task that reads it in the same process, as is.
-pub(crate) struct Handover(pub(crate) Box<dyn Any>);
-
-impl std::fmt::Debug for Handover {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Handover(..)")
-    }
 }
 
 /// Counters of one task.
@@ -60,13 +50,14 @@ pub(crate) struct TaskCtx {
     pub(crate) metrics: TaskMetrics,
     pub(crate) late: LateRecords,
     pub(crate) deserialization: DeserializationPolicy,
-    /// Repartition sinks hand their typed records to the reading task instead of encoding them: set
-    /// by a runtime whose repartition topics are in-process logs read by one task each (embedded).
-    /// The key is still encoded (it picks the partition); the value is never encoded or decoded.
-    pub(crate) typed_handover: bool,
-    /// Partitions per topic (the default, then the exceptions), for typed hand-overs: a key that
-    /// picks no partition need not be encoded.
-    pub(crate) partitions: Rc<(u32, FxHashMap<String, u32>)>,
+    /// The in-process topics whose sinks send typed records straight to the reading tasks, by
+    /// resolved name (see [`Channel`]): set by a runtime whose repartition topics stay in this
+    /// process (embedded).
+    pub(crate) channels: Rc<FxHashMap<Arc<str>, Rc<Channel>>>,
+    /// The clock of the task's persistent stores: its stream time (see `begin`).
+    pub(crate) store_clock: Option<Rc<Cell<i64>>>,
+    /// Wall-clock time and stream time when the last record was processed.
+    pub(crate) last_input: Option<(i64, i64)>,
     dlq_topic: Arc<str>,
     late_topic: Option<Arc<str>>,
 }
@@ -91,8 +82,9 @@ impl TaskCtx {
             metrics: TaskMetrics::default(),
             late,
             deserialization,
-            typed_handover: false,
-            partitions: Rc::new((1, FxHashMap::default())),
+            channels: Rc::default(),
+            store_clock: None,
+            last_input: None,
             dlq_topic,
             late_topic,
         }
@@ -119,30 +111,27 @@ impl TaskCtx {
         headers: Headers,
         json_value: bool,
     ) {
-        self.out.push(OutRecord { topic: topic.clone(), key, value, timestamp: ts, headers, json_value, typed: None });
+        self.out.push(OutRecord { topic: topic.clone(), key, value, timestamp: ts, headers, json_value });
     }
 
-    /// How many partitions `topic` has.
-    pub(crate) fn partition_count(&self, topic: &str) -> u32 {
-        self.partitions.1.get(topic).copied().unwrap_or(self.partitions.0)
+    /// A record at `ts` is about to be processed: stream time moves to it if it is later (whether it
+    /// did), the store clock follows, and the record is counted.
+    pub(crate) fn begin(&mut self, ts: i64) -> bool {
+        let advanced = ts > self.stream_time;
+        if advanced {
+            self.stream_time = ts;
+        }
+        if let Some(clock) = &self.store_clock {
+            clock.set(self.stream_time);
+        }
+        self.metrics.processed += 1;
+        self.last_input = Some((self.wall_clock, self.stream_time));
+        advanced
     }
 
-    /// Sends `record` to `topic` as is (see `typed_handover`); `key` picks the partition.
-    pub(crate) fn hand_over<K: 'static, V: 'static>(
-        &mut self,
-        topic: &Arc<str>,
-        key: Option<Vec<u8>>,
-        record: Record<K, V>,
-    ) {
-        self.out.push(OutRecord {
-            topic: topic.clone(),
-            key,
-            value: None,
-            timestamp: record.timestamp,
-            headers: Headers::default(),
-            json_value: false,
-            typed: Some(Handover(Box::new(record))),
-        });
+    /// The channel of in-process topic `topic`, if the runtime connected one (see `channels`).
+    pub(crate) fn channel(&self, topic: &str) -> Option<Rc<Channel>> {
+        self.channels.get(topic).cloned()
     }
 
     /// Counts a late record against `node` and routes it to the late-records output.

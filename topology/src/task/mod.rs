@@ -9,6 +9,7 @@
 //! A task owns its source nodes (each a typed queue), its operators, its stores and a record collector
 //! (`TaskCtx::out`) that the runtime drains into topics.
 
+mod channel;
 mod context;
 mod handlers;
 mod state_manager;
@@ -19,8 +20,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+pub(crate) use channel::{Channel, Queue, Ready, TypedChannel};
 pub use context::TaskMetrics;
-pub(crate) use context::{Handover, OutRecord, TaskCtx};
+pub(crate) use context::{OutRecord, TaskCtx};
 pub use handlers::{DeadLetter, DeserializationPolicy, LateRecord, LateRecords};
 pub(crate) use state_manager::{write_atomically, StateManager};
 pub use state_manager::{ChangelogFactory, RestoreStats, StateConfig};
@@ -86,10 +88,8 @@ pub(crate) trait SourceNode {
     /// [`enqueue`](Self::enqueue) of a record that is only a value (no key, no timestamp, no headers),
     /// borrowed: decoded without a copy (a line of an input file).
     fn enqueue_value(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, value: &[u8]) -> crate::Result<bool>;
-    /// Buffers a typed `Record<K, V>` handed over in-process (see `TaskCtx::typed_handover`).
-    fn enqueue_typed(&mut self, meta: RecordMetadata, record: Box<dyn Any>);
-    /// Forwards a typed `Record<K, V>` handed over in-process at once, without buffering it.
-    fn process_typed(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, record: Box<dyn Any>);
+    /// Its queue (a [`Queue<K, V>`]), for the sinks of an in-process topic to fill (see [`Channel`]).
+    fn queue(&self) -> Rc<dyn Any>;
     /// Buffers a typed `Record<K, V>` of an in-process input (see `RecordsInput`): its event time is
     /// extracted as a decoded record's would be; one whose time cannot be extracted goes to the
     /// dead-letter handler (encoded with the source's serdes). Whether it was buffered.
@@ -98,8 +98,9 @@ pub(crate) trait SourceNode {
     fn record_type(&self) -> (std::any::TypeId, &'static str);
     /// Timestamp of the next buffered record.
     fn head_timestamp(&self) -> Option<i64>;
-    /// Processes the next buffered record.
-    fn process_next(&mut self, ctx: &mut TaskCtx);
+    /// Processes the next buffered record, first moving its task's time to it (`TaskCtx::begin`):
+    /// `None` when it has none, else whether stream time advanced.
+    fn process_next(&mut self, ctx: &mut TaskCtx) -> Option<bool>;
     /// Number of buffered records.
     fn buffered(&self) -> usize;
 }
@@ -150,8 +151,6 @@ pub(crate) struct Task {
     /// Idle advance, ms: once no record has arrived for this long of wall-clock time, stream time
     /// moves on with the wall clock (see [`advance_wall_clock`](Self::advance_wall_clock)).
     pub(crate) idle_advance: Option<i64>,
-    /// Wall-clock time and stream time when the last record was processed.
-    last_input: Option<(i64, i64)>,
 }
 
 impl Task {
@@ -184,6 +183,7 @@ impl Task {
         }
         if let Some(sm) = &state {
             ctx.stream_time = sm.checkpointed_stream_time();
+            ctx.store_clock = Some(sm.clock.clone());
         }
         let children = graph.children();
         let application_id = ctx.application_id.clone();
@@ -218,18 +218,7 @@ impl Task {
             .into_iter()
             .map(|(t, node)| TaskSource { topic: Arc::from(t), node, queued: Rc::default() })
             .collect();
-        Ok(Task {
-            id,
-            ctx,
-            sources,
-            punctuators,
-            stores,
-            store_handles: handles,
-            state,
-            errors,
-            idle_advance: None,
-            last_input: None,
-        })
+        Ok(Task { id, ctx, sources, punctuators, stores, store_handles: handles, state, errors, idle_advance: None })
     }
 
     /// The resolved topics this task reads.
@@ -307,13 +296,12 @@ impl Task {
         self.sources.iter().find(|s| &*s.topic == topic).map(|s| s.node.record_type())
     }
 
-    /// Buffers a typed record of `topic` handed over by a task of the same process.
-    pub(crate) fn enqueue_typed(&mut self, topic: &str, partition: u32, offset: u64, record: Handover) {
-        let kept = self.buffer(topic, partition, offset, |node, _, meta| {
-            node.enqueue_typed(meta, record.0);
-            Ok(true)
-        });
-        kept.expect("handing a typed record over cannot fail");
+    /// The queue of the source reading `topic` (see `SourceNode::queue`) and its count of buffered
+    /// records.
+    pub(crate) fn source_queue(&self, topic: &str) -> (Rc<dyn Any>, Rc<Cell<usize>>) {
+        let src = self.sources.iter().find(|s| &*s.topic == topic);
+        let src = src.unwrap_or_else(|| panic!("task {} does not read topic `{topic}`", self.id));
+        (src.node.queue(), src.queued.clone())
     }
 
     /// True when the task reads a single topic: it then processes its records in arrival order.
@@ -327,62 +315,32 @@ impl Task {
     }
 
     /// Processes the buffered record with the lowest timestamp (ties: first source); false when idle.
-    /// A store failure during processing stops the task with that error.
+    /// Stream time, the store clock and the metrics move first (see `TaskCtx::begin`), stream-time
+    /// punctuation after; a store failure during processing stops the task with that error.
     pub(crate) fn process_one(&mut self) -> crate::Result<bool> {
-        let mut best: Option<(i64, usize)> = None;
-        for (i, s) in self.sources.iter().enumerate() {
-            if let Some(ts) = s.node.head_timestamp() {
-                if best.is_none_or(|(b, _)| ts < b) {
-                    best = Some((ts, i));
+        let i = match &self.sources[..] {
+            [_] => 0,
+            sources => {
+                let mut best: Option<(i64, usize)> = None;
+                for (i, s) in sources.iter().enumerate() {
+                    if let Some(ts) = s.node.head_timestamp() {
+                        if best.is_none_or(|(b, _)| ts < b) {
+                            best = Some((ts, i));
+                        }
+                    }
                 }
+                let Some((_, i)) = best else { return Ok(false) };
+                i
             }
-        }
-        let Some((ts, i)) = best else { return Ok(false) };
+        };
         let source = &mut self.sources[i];
+        let Some(advanced) = source.node.process_next(&mut self.ctx) else { return Ok(false) };
         source.queued.set(source.queued.get() - 1);
-        self.process_at(ts, |sources, ctx| sources[i].node.process_next(ctx))?;
-        Ok(true)
-    }
-
-    /// Records buffered and not processed yet.
-    pub(crate) fn buffered(&self) -> usize {
-        self.sources.iter().map(|s| s.node.buffered()).sum()
-    }
-
-    /// Processes a typed record of `topic` handed over by a task of the same process at once, without
-    /// buffering it: for a task that reads only `topic` and has nothing buffered, so that its records
-    /// are still processed in arrival order (see `Engine::hand_over`).
-    pub(crate) fn process_now(
-        &mut self,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-        timestamp: i64,
-        record: Handover,
-    ) -> crate::Result<()> {
-        debug_assert!(self.reads_one_topic() && self.buffered() == 0, "task {} processes in arrival order", self.id);
-        let src = Self::source_of(&mut self.sources, self.id, topic);
-        let meta = RecordMetadata { topic: src.topic.clone(), partition, offset };
-        self.process_at(timestamp, |sources, ctx| sources[0].node.process_typed(ctx, meta, record.0))
-    }
-
-    /// Processes one record at `ts` (`process` forwards it from its source): stream time, the store
-    /// clock and the metrics first, stream-time punctuation after, then any store failure.
-    fn process_at(&mut self, ts: i64, process: impl FnOnce(&mut [TaskSource], &mut TaskCtx)) -> crate::Result<()> {
-        let advanced = ts > self.ctx.stream_time;
-        if advanced {
-            self.ctx.stream_time = ts;
-        }
-        if let Some(sm) = &self.state {
-            sm.clock.set(self.ctx.stream_time);
-        }
-        self.ctx.metrics.processed += 1;
-        self.last_input = Some((self.ctx.wall_clock, self.ctx.stream_time));
-        process(&mut self.sources, &mut self.ctx);
         if advanced {
             self.stream_time_advanced();
         }
-        self.check_errors()
+        self.check_errors()?;
+        Ok(true)
     }
 
     fn stream_time_advanced(&mut self) {
@@ -453,7 +411,7 @@ impl Task {
     /// now behind it is late.
     pub(crate) fn advance_wall_clock(&mut self, now: i64) {
         self.ctx.wall_clock = self.ctx.wall_clock.max(now);
-        if let (Some(idle), Some((wall, stream))) = (self.idle_advance, self.last_input) {
+        if let (Some(idle), Some((wall, stream))) = (self.idle_advance, self.ctx.last_input) {
             let quiet = self.ctx.wall_clock - wall;
             let target = stream.saturating_add(quiet);
             if quiet >= idle && target > self.ctx.stream_time && self.ctx.stream_time != i64::MAX {

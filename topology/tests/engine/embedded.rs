@@ -260,7 +260,7 @@ fn repartitions_hand_typed_records_to_the_reading_task_without_encoding_values()
 }
 
 #[test]
-fn a_record_handed_over_to_a_task_reading_one_topic_is_processed_in_the_same_step() {
+fn a_record_sent_to_a_task_reading_only_its_repartition_topic_is_processed_in_the_same_step() {
     let dir = tempfile::tempdir().unwrap();
     let (input, out) = (dir.path().join("in"), dir.path().join("out"));
     let mut b = StreamsBuilder::new();
@@ -285,6 +285,37 @@ fn a_record_handed_over_to_a_task_reading_one_topic_is_processed_in_the_same_ste
     // The counting task reads only the repartition topic: each record is counted right after it is
     // read, not when its timestamp comes up among the heads of every task.
     assert_eq!(trace, ["k read x", "x count 1", "k read y", "y count 1", "k read x", "x count 2"]);
+}
+
+#[test]
+fn a_task_reading_a_repartition_topic_and_a_table_takes_both_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = StreamsBuilder::new();
+    let users = b.table("users", Consumed::with(s(), s()), Materialized::as_("users"));
+    // Clicks keyed by page, re-keyed by user: the joining task reads the repartition topic and
+    // `users`, so records sent to it wait for their turn by time instead of being taken at once
+    // (taken at once, the task would also take "bob" at 100, already read, before the click at 70).
+    b.stream("clicks", Consumed::with(s(), s()))
+        .map(|page: String, user: String| (user, page))
+        .join(&users, |page, user| format!("{user}:{page}"), Named::as_("enrich"))
+        .to("enriched", Produced::with(s(), s()));
+    let topology = b.build().unwrap();
+    assert!(topology.describe().to_string().contains("repartition"), "{}", topology.describe());
+    let (users_file, clicks_file, out) = (dir.path().join("users"), dir.path().join("clicks"), dir.path().join("out"));
+    write_lines(
+        &users_file,
+        &[env("1", json!("ann"), 0), env("2", json!("cy"), 0), env("1", json!("bob"), 100), env("2", json!("di"), 100)],
+    );
+    let clicks = [("/a", "1", 50), ("/b", "2", 60), ("/c", "1", 70), ("/d", "2", 160)];
+    write_lines(&clicks_file, &clicks.map(|(page, user, ts)| env(page, json!(user), ts)));
+    let mut cfg =
+        envelope_config("app", dir.path(), &[("users", &users_file), ("clicks", &clicks_file)], ("enriched", &out));
+    cfg.partitions = 2;
+    run_embedded(&topology, &cfg).unwrap();
+    let mut values: Vec<String> =
+        read_lines(&out).into_iter().map(|l| l["value"].as_str().unwrap().to_string()).collect();
+    values.sort();
+    assert_eq!(values, ["ann:/a", "ann:/c", "cy:/b", "di:/d"]);
 }
 
 /// `(word, n)` records with timestamps 1, 2, …: the first `n` of one fixed sequence.
