@@ -114,6 +114,7 @@ impl Inner {
         let t = topic.clone();
         let factory: Factory = Arc::new(move |b| {
             let src = Source {
+                topic: b.resolve(&t).into(),
                 key_serde: key_serde.clone(),
                 value_serde: value_serde.clone(),
                 extractor: extractor.clone(),

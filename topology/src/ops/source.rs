@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use crate::record::{RawRecord, Record, RecordMetadata};
 use crate::serdes::SerdeRef;
-use crate::task::{Forward, Queue, SourceNode, TaskCtx};
+use crate::task::{Forward, Position, Queue, SourceNode, TaskCtx};
 use crate::DecodeError;
 
 /// Extracts a record's event time from the typed key and value (and the record's own timestamp).
 pub(crate) type TimestampExtractor<K, V> = Arc<dyn Fn(&K, &V, i64) -> Result<i64, String> + Send + Sync>;
 
 pub(crate) struct Source<K, V> {
+    /// The topic it reads (resolved): the records' metadata.
+    pub(crate) topic: Arc<str>,
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
     pub(crate) extractor: Option<TimestampExtractor<K, V>>,
@@ -33,31 +35,33 @@ impl<K: Clone + 'static, V: Clone + 'static> Source<K, V> {
         };
         Ok((key, value, timestamp))
     }
+
+    fn meta(&self, at: Position) -> RecordMetadata {
+        RecordMetadata { topic: self.topic.clone(), partition: at.partition, offset: at.offset }
+    }
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
-    fn enqueue(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, raw: RawRecord) -> crate::Result<bool> {
+    fn enqueue(&mut self, ctx: &mut TaskCtx, at: Position, raw: RawRecord) -> crate::Result<bool> {
         match self.decode(raw.key.as_deref(), raw.value.as_deref(), raw.timestamp) {
             Ok((key, value, timestamp)) => {
-                self.queue.borrow_mut().push_back((Record { key, value, timestamp, headers: raw.headers }, meta));
+                self.queue.borrow_mut().push_back((Record { key, value, timestamp, headers: raw.headers }, at));
                 Ok(true)
             }
-            Err(e) => ctx.dead_letter(&meta, raw, e).map(|()| false),
+            Err(e) => ctx.dead_letter(&self.meta(at), raw, e).map(|()| false),
         }
     }
 
-    fn enqueue_value(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, value: &[u8]) -> crate::Result<bool> {
+    fn enqueue_value(&mut self, ctx: &mut TaskCtx, at: Position, value: &[u8]) -> crate::Result<bool> {
         match self.decode(None, Some(value), 0) {
             Ok((key, value, timestamp)) => {
-                self.queue
-                    .borrow_mut()
-                    .push_back((Record { key, value, timestamp, headers: Default::default() }, meta));
+                self.queue.borrow_mut().push_back((Record { key, value, timestamp, headers: Default::default() }, at));
                 Ok(true)
             }
             Err(e) => {
                 let raw =
                     RawRecord { key: None, value: Some(value.to_vec()), timestamp: 0, headers: Default::default() };
-                ctx.dead_letter(&meta, raw, e).map(|()| false)
+                ctx.dead_letter(&self.meta(at), raw, e).map(|()| false)
             }
         }
     }
@@ -66,9 +70,9 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
         self.queue.clone()
     }
 
-    fn enqueue_input(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, record: Box<dyn Any>) -> crate::Result<bool> {
+    fn enqueue_input(&mut self, ctx: &mut TaskCtx, at: Position, record: Box<dyn Any>) -> crate::Result<bool> {
         let Ok(record) = record.downcast::<Record<K, V>>() else {
-            panic!("a typed input of `{}` holds another record type than its source reads", meta.topic)
+            panic!("a typed input of `{}` holds another record type than its source reads", self.topic)
         };
         let mut record = *record;
         if let Some(f) = &self.extractor {
@@ -85,11 +89,11 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
                     let key = encoded("key", self.key_serde.try_serialize(&record.key));
                     let value = encoded("value", self.value_serde.try_serialize(&record.value));
                     let raw = RawRecord { key, value, timestamp: record.timestamp, headers: record.headers };
-                    return ctx.dead_letter(&meta, raw, DecodeError::new(error)).map(|()| false);
+                    return ctx.dead_letter(&self.meta(at), raw, DecodeError::new(error)).map(|()| false);
                 }
             }
         }
-        self.queue.borrow_mut().push_back((record, meta));
+        self.queue.borrow_mut().push_back((record, at));
         Ok(true)
     }
 
@@ -106,9 +110,13 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
     }
 
     fn process_next(&mut self, ctx: &mut TaskCtx) -> Option<bool> {
-        let (record, meta) = self.queue.borrow_mut().pop_front()?;
+        let (record, at) = self.queue.borrow_mut().pop_front()?;
         let advanced = ctx.begin(record.timestamp);
-        ctx.meta = meta;
+        // The topic is this source's own: shared, not cloned per record.
+        if !Arc::ptr_eq(&ctx.meta.topic, &self.topic) {
+            ctx.meta.topic = self.topic.clone();
+        }
+        (ctx.meta.partition, ctx.meta.offset) = (at.partition, at.offset);
         self.forward.push(ctx, record);
         Some(advanced)
     }

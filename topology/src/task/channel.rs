@@ -14,12 +14,12 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::TaskId;
-use crate::record::{Record, RecordMetadata};
+use super::{Position, TaskId};
+use crate::record::Record;
 use crate::runtime::partitioner::partition_for;
 
 /// A source's buffered records, shared with the channel that fills it.
-pub(crate) type Queue<K, V> = Rc<RefCell<VecDeque<(Record<K, V>, RecordMetadata)>>>;
+pub(crate) type Queue<K, V> = Rc<RefCell<VecDeque<(Record<K, V>, Position)>>>;
 
 /// The tasks that records were sent to and that take them at once: the engine runs them after the
 /// task that sent (see `Engine::process_sent`).
@@ -92,7 +92,7 @@ impl<K: 'static, V: 'static> TypedChannel<K, V> {
         if *at_once && queue.is_empty() {
             ch.ready.borrow_mut().push(*reader);
         }
-        queue.push_back((record, RecordMetadata { topic: ch.topic.clone(), partition, offset }));
+        queue.push_back((record, Position { partition, offset }));
         ch.queued.set(ch.queued.get() + 1);
     }
 }

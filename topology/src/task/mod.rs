@@ -28,7 +28,7 @@ pub(crate) use state_manager::{write_atomically, StateManager};
 pub use state_manager::{ChangelogFactory, RestoreStats, StateConfig};
 
 use crate::graph::{BuildCtx, Graph};
-use crate::record::{RawRecord, Record, RecordMetadata};
+use crate::record::{RawRecord, Record};
 use crate::state::{ErrorSlot, StateStore};
 
 /// A typed operator input.
@@ -84,16 +84,16 @@ pub(crate) trait Punctuator {
 pub(crate) trait SourceNode {
     /// Decodes and buffers; a record that cannot be decoded goes to the dead-letter handler. Whether
     /// it was buffered.
-    fn enqueue(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, raw: RawRecord) -> crate::Result<bool>;
+    fn enqueue(&mut self, ctx: &mut TaskCtx, at: Position, raw: RawRecord) -> crate::Result<bool>;
     /// [`enqueue`](Self::enqueue) of a record that is only a value (no key, no timestamp, no headers),
     /// borrowed: decoded without a copy (a line of an input file).
-    fn enqueue_value(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, value: &[u8]) -> crate::Result<bool>;
+    fn enqueue_value(&mut self, ctx: &mut TaskCtx, at: Position, value: &[u8]) -> crate::Result<bool>;
     /// Its queue (a [`Queue<K, V>`]), for the sinks of an in-process topic to fill (see [`Channel`]).
     fn queue(&self) -> Rc<dyn Any>;
     /// Buffers a typed `Record<K, V>` of an in-process input (see `RecordsInput`): its event time is
     /// extracted as a decoded record's would be; one whose time cannot be extracted goes to the
     /// dead-letter handler (encoded with the source's serdes). Whether it was buffered.
-    fn enqueue_input(&mut self, ctx: &mut TaskCtx, meta: RecordMetadata, record: Box<dyn Any>) -> crate::Result<bool>;
+    fn enqueue_input(&mut self, ctx: &mut TaskCtx, at: Position, record: Box<dyn Any>) -> crate::Result<bool>;
     /// The `Record<K, V>` type this source reads (typed inputs are checked against it).
     fn record_type(&self) -> (std::any::TypeId, &'static str);
     /// Timestamp of the next buffered record.
@@ -103,6 +103,13 @@ pub(crate) trait SourceNode {
     fn process_next(&mut self, ctx: &mut TaskCtx) -> Option<bool>;
     /// Number of buffered records.
     fn buffered(&self) -> usize;
+}
+
+/// Where a buffered record sits in the topic its source reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Position {
+    pub(crate) partition: u32,
+    pub(crate) offset: u64,
 }
 
 /// Identifies a task: sub-topology and partition, shown as `0_3`.
@@ -254,11 +261,10 @@ impl Task {
         topic: &str,
         partition: u32,
         offset: u64,
-        buffer: impl FnOnce(&mut dyn SourceNode, &mut TaskCtx, RecordMetadata) -> crate::Result<bool>,
+        buffer: impl FnOnce(&mut dyn SourceNode, &mut TaskCtx, Position) -> crate::Result<bool>,
     ) -> crate::Result<()> {
         let src = Self::source_of(&mut self.sources, self.id, topic);
-        let meta = RecordMetadata { topic: src.topic.clone(), partition, offset };
-        if buffer(src.node.as_mut(), &mut self.ctx, meta)? {
+        if buffer(src.node.as_mut(), &mut self.ctx, Position { partition, offset })? {
             src.queued.set(src.queued.get() + 1);
         }
         Ok(())
@@ -266,7 +272,7 @@ impl Task {
 
     /// Decodes and buffers one record of `topic`.
     pub(crate) fn enqueue(&mut self, topic: &str, partition: u32, offset: u64, raw: RawRecord) -> crate::Result<()> {
-        self.buffer(topic, partition, offset, |node, ctx, meta| node.enqueue(ctx, meta, raw))
+        self.buffer(topic, partition, offset, |node, ctx, at| node.enqueue(ctx, at, raw))
     }
 
     /// Decodes and buffers one record of `topic` that is only a value (see `SourceNode::enqueue_value`).
@@ -277,7 +283,7 @@ impl Task {
         offset: u64,
         value: &[u8],
     ) -> crate::Result<()> {
-        self.buffer(topic, partition, offset, |node, ctx, meta| node.enqueue_value(ctx, meta, value))
+        self.buffer(topic, partition, offset, |node, ctx, at| node.enqueue_value(ctx, at, value))
     }
 
     /// Buffers a typed record of an in-process input of `topic` (see `SourceNode::enqueue_input`).
@@ -288,7 +294,7 @@ impl Task {
         offset: u64,
         record: Box<dyn Any>,
     ) -> crate::Result<()> {
-        self.buffer(topic, partition, offset, |node, ctx, meta| node.enqueue_input(ctx, meta, record))
+        self.buffer(topic, partition, offset, |node, ctx, at| node.enqueue_input(ctx, at, record))
     }
 
     /// The record type each source of `topic` in this task reads.
