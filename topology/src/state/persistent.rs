@@ -6,7 +6,7 @@
 //! keep changed values decoded in a typed front (see `front`): a value of theirs that cannot be encoded
 //! fails when it is written down, at the latest by the commit, which then fails.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::rc::Rc;
 
@@ -172,12 +172,17 @@ impl Inner {
 struct Stack<V> {
     inner: Inner,
     front: RefCell<Front<V>>,
+    /// The time segments of the layers (window and session stores), and the first segment the last
+    /// expiry kept: the layers drop whole segments, so expiry goes down only when that one moves.
+    segments: Option<Segmenting>,
+    first_kept: Cell<i64>,
 }
 
 impl<V: Data> Stack<V> {
     fn new(name: &str, stack: Box<dyn BytesStore>, errors: ErrorSlot, front: FrontSpec) -> Self {
-        let front = RefCell::new(Front::new(front.max_entries, front.segments));
-        Stack { inner: Inner::new(name, stack, errors), front }
+        let segments = front.segments;
+        let front = RefCell::new(Front::new(front.max_entries, segments));
+        Stack { inner: Inner::new(name, stack, errors), front, segments, first_kept: Cell::new(i64::MIN) }
     }
     fn get(&self, key: &[u8]) -> Option<V> {
         if let Lookup::Here(v) = self.front.borrow().get(key) {
@@ -245,6 +250,13 @@ impl<V: Data> Stack<V> {
         self.inner.range(lo, hi, time)
     }
     fn expire_before(&self, t: i64) {
+        if let Some(segments) = self.segments {
+            let first_kept = segments.at(t);
+            if first_kept <= self.first_kept.get() {
+                return;
+            }
+            self.first_kept.set(first_kept);
+        }
         self.front.borrow_mut().expire_before(t);
         self.inner.expire_before(t)
     }
