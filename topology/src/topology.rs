@@ -156,6 +156,13 @@ impl Topology {
         set.into_iter().collect()
     }
 
+    /// The `Record<K, V>` types (with their names) the sinks of external topic `topic` write.
+    pub(crate) fn sink_record_types(&self, topic: &str) -> Vec<(std::any::TypeId, &'static str)> {
+        let writes = |n: &crate::graph::NodeDef| matches!(&n.kind, NodeKind::Sink { topic: t } if !t.internal && t.name == topic);
+        let sinks = self.graph.nodes.iter().enumerate().filter(|(_, n)| writes(n));
+        sinks.filter_map(|(id, _)| self.graph.sink_records.get(&id).copied()).collect()
+    }
+
     /// Names of the stores that are mirrored to changelog topics (`<app>-<store>-changelog`).
     pub fn changelogged_stores(&self) -> Vec<String> {
         self.graph

@@ -145,11 +145,17 @@ impl Inner {
                 key_serde: key_serde.clone(),
                 value_serde: value_serde.clone(),
                 repartition,
-                channel: std::cell::OnceCell::new(),
+                direct: std::cell::OnceCell::new(),
             };
             Ok(vec![crate::graph::input::<K, V>(Rc::new(RefCell::new(sink)))])
         });
-        self.add_node(name, NodeKind::Sink { topic }, vec![(parent, 0)], vec![], factory)
+        let id = self.add_node(name, NodeKind::Sink { topic }, vec![(parent, 0)], vec![], factory);
+        let record = (
+            std::any::TypeId::of::<crate::record::Record<K, V>>(),
+            std::any::type_name::<crate::record::Record<K, V>>(),
+        );
+        self.graph.sink_records.insert(id, record);
+        id
     }
 
     /// Writes `parent`'s records to an internal repartition topic and reads them back: the new source.

@@ -84,6 +84,8 @@ pub(crate) struct Graph {
     pub(crate) copartition: Vec<CoPartitionGroup>,
     /// Repartition topics and the node that writes them.
     pub(crate) repartition_topics: Vec<(TopicName, Option<u32>)>,
+    /// The `Record<K, V>` type (and its name) each sink node writes, by node id.
+    pub(crate) sink_records: BTreeMap<usize, (std::any::TypeId, &'static str)>,
 }
 
 impl Graph {

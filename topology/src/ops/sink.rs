@@ -1,12 +1,13 @@
-//! Sink: serializes typed records onto a topic through the task's record collector — or, for an
-//! in-process repartition topic, sends them as they are to the reading task (see `task::channel`).
+//! Sink: serializes typed records onto a topic through the task's record collector — or sends them
+//! on as they are: to the reading task of an in-process repartition topic, or to a typed output
+//! (see `task::channel`).
 
 use std::cell::OnceCell;
 use std::sync::Arc;
 
 use crate::record::Record;
 use crate::serdes::SerdeRef;
-use crate::task::{Downstream, TaskCtx, TypedChannel};
+use crate::task::{Downstream, TaskCtx, TypedChannel, TypedOutputFn};
 
 pub(crate) struct Sink<K, V> {
     pub(crate) topic: Arc<str>,
@@ -14,22 +15,38 @@ pub(crate) struct Sink<K, V> {
     pub(crate) value_serde: SerdeRef<V>,
     /// A repartition sink: sends typed records when the runtime connected its topic in-process.
     pub(crate) repartition: bool,
-    /// The topic's channel, looked up at the first record (the runtime connects topics before any is
-    /// processed).
-    pub(crate) channel: OnceCell<Option<TypedChannel<K, V>>>,
+    /// Where its records go without encoding, looked up at the first record (the runtime connects
+    /// topics before any is processed).
+    pub(crate) direct: OnceCell<Direct<K, V>>,
+}
+
+/// Where a sink's records go as they are.
+pub(crate) enum Direct<K, V> {
+    /// Nowhere: they are encoded.
+    No,
+    Channel(TypedChannel<K, V>),
+    Output(TypedOutputFn<K, V>),
+}
+
+impl<K: 'static, V: 'static> Sink<K, V> {
+    fn direct(&self, ctx: &TaskCtx) -> &Direct<K, V> {
+        self.direct.get_or_init(|| match self.repartition {
+            true => ctx.channel(&self.topic).map_or(Direct::No, |c| Direct::Channel(TypedChannel::of(c))),
+            false => ctx.typed_output(&self.topic).map_or(Direct::No, |o| Direct::Output(TypedOutputFn::of(o))),
+        })
+    }
 }
 
 impl<K: 'static, V: 'static> Downstream<K, V> for Sink<K, V> {
     fn push(&mut self, ctx: &mut TaskCtx, r: Record<K, V>) {
-        let channel = match self.repartition {
-            true => self.channel.get_or_init(|| ctx.channel(&self.topic).map(TypedChannel::of)).as_ref(),
-            false => None,
+        let channel = match self.direct(ctx) {
+            Direct::No => None,
+            Direct::Output(output) => return output.send(r),
+            // Sent in-process to a topic of one partition, the key picks nothing: not encoded (as the
+            // value is not).
+            Direct::Channel(channel) if channel.partitions() == 1 => return channel.send(0, r),
+            Direct::Channel(channel) => Some(channel),
         };
-        // Sent in-process to a topic of one partition, the key picks nothing: not encoded (as the
-        // value is not).
-        if let Some(channel) = channel.filter(|c| c.partitions() == 1) {
-            return channel.send(0, r);
-        }
         let key = match self.key_serde.try_serialize(&r.key) {
             Ok(key) => key,
             Err(e) => return ctx.undeliverable(&self.topic, None, e.context("key"), r.timestamp, r.headers),

@@ -63,7 +63,8 @@ pub enum Output {
     File(PathBuf),
     /// Standard output.
     Stdout,
-    /// A function in this process, given each record as the topic's bytes (see [`RecordsOutput`]).
+    /// A function in this process, given each record as the topic's bytes or as it is (see
+    /// [`RecordsOutput`]).
     Records(RecordsOutput),
 }
 
@@ -466,6 +467,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
             Output::File(p) => files.push((topic.clone(), p.clone())),
             Output::Stdout => stdout_topics.push(topic.clone()),
             Output::Records(f) => {
+                engine.add_typed_output(topic, f)?;
                 writers.insert(topic.clone(), Sink::Records(f.clone()));
             }
         }
@@ -725,6 +727,9 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
         sink.flush_within(Duration::from_secs(30))
             .map_err(|e| Error::Io(std::io::Error::other(format!("redis: {e}"))))?;
         summary.redis_commands = sink.metrics().commands_written;
+    }
+    for (topic, n) in engine.typed_outputs_written() {
+        *summary.records_out.entry(topic.to_string()).or_default() += n;
     }
     let metrics = engine.tasks.values().map(|t| &t.ctx.metrics);
     for m in metrics {

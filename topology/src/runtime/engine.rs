@@ -15,7 +15,9 @@ use super::partitioner::partition_for;
 use crate::error::Error;
 use crate::record::RawRecord;
 use crate::state::StoreBuilder;
-use crate::task::{Channel, OutRecord, Ready, RestoreStats, StateConfig, StateManager, Task, TaskCtx, TaskId};
+use crate::task::{
+    Channel, OutRecord, Ready, RestoreStats, StateConfig, StateManager, Task, TaskCtx, TaskId, TypedOutput,
+};
 use crate::topology::Topology;
 
 /// How to build an [`Engine`].
@@ -124,6 +126,8 @@ pub(crate) struct Engine {
     /// `connect_repartitions`), and the tasks they sent to that take them at once.
     channels: Rc<FxHashMap<Arc<str>, Rc<Channel>>>,
     ready: Ready,
+    /// Output topics whose sinks hand typed records to a function (see `add_typed_output`).
+    typed_outputs: Rc<FxHashMap<Arc<str>, Rc<TypedOutput>>>,
     /// The route last sent to (see `route_of_sent`).
     last_route: Option<(Arc<str>, usize)>,
 }
@@ -375,6 +379,36 @@ impl Engine {
         }
     }
 
+    /// Hands the records of output topic `topic` to `output`'s function as its sinks write them
+    /// (see `RecordsOutput::typed`): every sink of the topic must write the record type it takes.
+    pub(crate) fn add_typed_output(&mut self, topic: &str, output: &crate::RecordsOutput) -> Result<(), Error> {
+        let Some((f, takes, takes_name)) = output.typed_fn() else { return Ok(()) };
+        let invalid = |message: String| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, message));
+        let written = self.topology.sink_record_types(topic);
+        if written.is_empty() {
+            return Err(invalid(format!("topic `{topic}` has a typed output, but no sink of the topology writes it")));
+        }
+        if let Some((_, name)) = written.iter().find(|(t, _)| *t != takes) {
+            return Err(invalid(format!(
+                "the typed output of topic `{topic}` takes `{takes_name}`, but a sink writes `{name}` to it"
+            )));
+        }
+        let topic: Arc<str> = Arc::from(topic);
+        let output = TypedOutput { topic: topic.clone(), f, written: Default::default() };
+        let mut outputs = (*self.typed_outputs).clone();
+        outputs.insert(topic, Rc::new(output));
+        self.typed_outputs = Rc::new(outputs);
+        for task in self.tasks.values_mut() {
+            task.ctx.typed_outputs = self.typed_outputs.clone();
+        }
+        Ok(())
+    }
+
+    /// How many records each typed output got so far.
+    pub(crate) fn typed_outputs_written(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.typed_outputs.values().map(|o| (&*o.topic, o.written.get()))
+    }
+
     /// Routes `out`, what a task wrote, traded for an empty spare buffer (see `spare_outs`), and
     /// keeps it as a spare: no buffer is allocated per record.
     fn route_traded(&mut self, mut out: Vec<OutRecord>) -> Result<(), Error> {
@@ -486,6 +520,7 @@ impl Engine {
             spare_outs: Vec::new(),
             channels: Rc::default(),
             ready: Rc::default(),
+            typed_outputs: Rc::default(),
             last_route: None,
         };
         if !lazy_tasks {
@@ -516,6 +551,7 @@ impl Engine {
         let mut task = Task::compile(&self.topology.graph, nodes, id, ctx, &self.shared, manager)?;
         task.idle_advance = self.idle_advance;
         task.ctx.channels = self.channels.clone();
+        task.ctx.typed_outputs = self.typed_outputs.clone();
         let topics: Vec<String> = task.source_topics().map(str::to_string).collect();
         for t in topics {
             let i = self.route_of(&t);

@@ -89,34 +89,75 @@ impl PartialEq for RecordsInput {
 
 impl Eq for RecordsInput {}
 
-/// An output topic's records handed to a function in this process, as the topic's bytes (its serdes'
-/// encoding), in the order the tasks produce them, as soon as they are produced (at-least-once, like
-/// stdout: they are not part of commits, so a run continuing a crashed one may hand over again what
-/// was produced after its last commit).
+/// An output topic's records handed to a function in this process, in the order the tasks produce
+/// them, as soon as they are produced (at-least-once, like stdout: they are not part of commits, so a
+/// run continuing a crashed one may hand over again what was produced after its last commit).
+///
+/// Either as the topic's bytes (its serdes' encoding, [`new`](Self::new)) or as the typed records
+/// the topic's sinks write, never encoded ([`typed`](Self::typed)).
 #[derive(Clone)]
-pub struct RecordsOutput(Arc<dyn Fn(&RawRecord) + Send + Sync>);
+pub struct RecordsOutput(OutputFn);
+
+#[derive(Clone)]
+enum OutputFn {
+    Bytes(Arc<dyn Fn(&RawRecord) + Send + Sync>),
+    /// A [`TypedFn<K, V>`] and the `Record<K, V>` type it takes.
+    Typed(Arc<dyn Any + Send + Sync>, TypeId, &'static str),
+}
+
+/// The function of a typed output.
+pub(crate) struct TypedFn<K, V>(pub(crate) Box<dyn Fn(Record<K, V>) + Send + Sync>);
 
 impl RecordsOutput {
-    /// Hands every record of the topic to `f`.
+    /// Hands every record of the topic to `f` as the topic's bytes.
     pub fn new(f: impl Fn(&RawRecord) + Send + Sync + 'static) -> RecordsOutput {
-        RecordsOutput(Arc::new(f))
+        RecordsOutput(OutputFn::Bytes(Arc::new(f)))
     }
 
+    /// Hands every record of the topic to `f` as the typed record its sinks write, without encoding
+    /// it (as Flink's sink functions, or its blackhole sink, get rows). Every sink of the topic must
+    /// write `Record<K, V>` (checked when the run starts); the topic's serdes are not used, and a Redis
+    /// mapping does not see its records (it sees bytes).
+    pub fn typed<K: 'static, V: 'static>(f: impl Fn(Record<K, V>) + Send + Sync + 'static) -> RecordsOutput {
+        let f: Arc<dyn Any + Send + Sync> = Arc::new(TypedFn::<K, V>(Box::new(f)));
+        RecordsOutput(OutputFn::Typed(f, TypeId::of::<Record<K, V>>(), std::any::type_name::<Record<K, V>>()))
+    }
+
+    /// Hands `record` over as bytes; a typed output gets records only from its sinks.
     pub(crate) fn send(&self, record: &RawRecord) {
-        (self.0)(record)
+        match &self.0 {
+            OutputFn::Bytes(f) => f(record),
+            OutputFn::Typed(..) => unreachable!("a typed output is written by its sinks only (checked at start)"),
+        }
+    }
+
+    /// A typed output's function (a `TypedFn<K, V>`) and the `Record<K, V>` type it takes, with its
+    /// name.
+    pub(crate) fn typed_fn(&self) -> Option<(Arc<dyn Any + Send + Sync>, TypeId, &'static str)> {
+        match &self.0 {
+            OutputFn::Bytes(_) => None,
+            OutputFn::Typed(f, t, name) => Some((f.clone(), *t, name)),
+        }
     }
 }
 
 impl std::fmt::Debug for RecordsOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RecordsOutput(..)")
+        match &self.0 {
+            OutputFn::Bytes(_) => f.write_str("RecordsOutput(..)"),
+            OutputFn::Typed(_, _, name) => write!(f, "RecordsOutput<{name}>"),
+        }
     }
 }
 
 /// Two outputs are the same when they are one output (cloned).
 impl PartialEq for RecordsOutput {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        match (&self.0, &other.0) {
+            (OutputFn::Bytes(a), OutputFn::Bytes(b)) => Arc::ptr_eq(a, b),
+            (OutputFn::Typed(a, ..), OutputFn::Typed(b, ..)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 }
 

@@ -37,6 +37,7 @@ pub use embedded::{
     run_embedded, EmbeddedConfig, Input, InputFormat, Output, Progress, ProgressFn, RedisMapper, RedisOutput,
     RunSummary,
 };
+pub(crate) use in_process::TypedFn;
 pub use in_process::{RecordsInput, RecordsOutput};
 pub use kafka::{run_kafka, KafkaConfig};
 pub use kafka_changelog::KafkaChangelog;

@@ -1,5 +1,8 @@
-//! In-process repartition topics: a repartition sink puts its typed records straight into the source
-//! queue of the task that reads their partition — no encoding, no box, no routing per record.
+//! Typed records a sink sends on without encoding them.
+//!
+//! In-process repartition topics ([`Channel`]): a repartition sink puts its typed records straight
+//! into the source queue of the task that reads their partition — no encoding, no box, no routing
+//! per record.
 //!
 //! ```text
 //!   task 0_p ── Sink ──send(partition by key)──▶ queue of task 1_0 ─┐
@@ -7,6 +10,9 @@
 //! ```
 //! The engine connects a topic this way when its records stay in this process and one task per
 //! partition reads it (see `Engine::connect_repartitions`); otherwise the sink encodes as for any topic.
+//!
+//! Typed outputs ([`TypedOutput`], see `RecordsOutput::typed`): an output topic's sinks hand their
+//! records to a function of the application as they are.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -17,6 +23,7 @@ use std::sync::Arc;
 use super::{Position, TaskId};
 use crate::record::Record;
 use crate::runtime::partitioner::partition_for;
+use crate::runtime::TypedFn;
 
 /// A source's buffered records, shared with the channel that fills it.
 pub(crate) type Queue<K, V> = Rc<RefCell<VecDeque<(Record<K, V>, Position)>>>;
@@ -94,5 +101,34 @@ impl<K: 'static, V: 'static> TypedChannel<K, V> {
         }
         queue.push_back((record, Position { partition, offset }));
         ch.queued.set(ch.queued.get() + 1);
+    }
+}
+
+/// An output topic whose records go to a function in this process as they are (see
+/// `RecordsOutput::typed`), and how many went.
+pub(crate) struct TypedOutput {
+    pub(crate) topic: Arc<str>,
+    /// A `TypedFn<K, V>`.
+    pub(crate) f: Arc<dyn Any + Send + Sync>,
+    pub(crate) written: Cell<u64>,
+}
+
+/// A sink's typed view of a [`TypedOutput`].
+pub(crate) struct TypedOutputFn<K, V> {
+    output: Rc<TypedOutput>,
+    f: Arc<TypedFn<K, V>>,
+}
+
+impl<K: 'static, V: 'static> TypedOutputFn<K, V> {
+    pub(crate) fn of(output: Rc<TypedOutput>) -> Self {
+        let f = output.f.clone().downcast().unwrap_or_else(|_| {
+            panic!("the typed output of `{}` takes another record type than its sink writes", output.topic)
+        });
+        TypedOutputFn { output, f }
+    }
+
+    pub(crate) fn send(&self, record: Record<K, V>) {
+        self.output.written.set(self.output.written.get() + 1);
+        (self.f.0)(record)
     }
 }

@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 
 use serde::Serialize;
 
-use super::channel::Channel;
+use super::channel::{Channel, TypedOutput};
 use super::handlers::{DeserializationPolicy, LateRecord, LateRecords};
 use super::TaskId;
 use crate::error::{DecodeError, Error};
@@ -54,6 +54,8 @@ pub(crate) struct TaskCtx {
     /// resolved name (see [`Channel`]): set by a runtime whose repartition topics stay in this
     /// process (embedded).
     pub(crate) channels: Rc<FxHashMap<Arc<str>, Rc<Channel>>>,
+    /// The output topics whose sinks hand typed records to a function (see [`TypedOutput`]).
+    pub(crate) typed_outputs: Rc<FxHashMap<Arc<str>, Rc<TypedOutput>>>,
     /// The clock of the task's persistent stores: its stream time (see `begin`).
     pub(crate) store_clock: Option<Rc<Cell<i64>>>,
     /// Wall-clock time and stream time when the last record was processed.
@@ -83,6 +85,7 @@ impl TaskCtx {
             late,
             deserialization,
             channels: Rc::default(),
+            typed_outputs: Rc::default(),
             store_clock: None,
             last_input: None,
             dlq_topic,
@@ -132,6 +135,11 @@ impl TaskCtx {
     /// The channel of in-process topic `topic`, if the runtime connected one (see `channels`).
     pub(crate) fn channel(&self, topic: &str) -> Option<Rc<Channel>> {
         self.channels.get(topic).cloned()
+    }
+
+    /// The typed output of topic `topic`, if it has one (see `typed_outputs`).
+    pub(crate) fn typed_output(&self, topic: &str) -> Option<Rc<TypedOutput>> {
+        self.typed_outputs.get(topic).cloned()
     }
 
     /// Counts a late record against `node` and routes it to the late-records output.

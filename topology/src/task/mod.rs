@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-pub(crate) use channel::{Channel, Queue, Ready, TypedChannel};
+pub(crate) use channel::{Channel, Queue, Ready, TypedChannel, TypedOutput, TypedOutputFn};
 pub use context::TaskMetrics;
 pub(crate) use context::{OutRecord, TaskCtx};
 pub use handlers::{DeadLetter, DeserializationPolicy, LateRecord, LateRecords};

@@ -452,3 +452,40 @@ fn an_output_handed_to_a_function_gets_each_record_as_its_topics_bytes_in_order(
     assert_eq!(summary.records_out["counts"], 3);
     assert!(!dir.path().join("state/app/topics/counts.jsonl").exists(), "nothing written to a file");
 }
+
+#[test]
+fn a_typed_output_gets_each_record_as_its_sink_writes_it_without_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = StreamsBuilder::new();
+    // The value refuses to be encoded: only a typed output can take it.
+    b.stream("in", Consumed::with(s(), Serdes::json::<u64>()))
+        .map_values(|n: u64| Unencodable(format!("n={n}")))
+        .to("out", Produced::with(s(), Serdes::json::<Unencodable>()));
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let output = topology::RecordsOutput::typed(move |r: topology::Record<String, Unencodable>| {
+        sink.lock().unwrap().push((r.key, r.value.0, r.timestamp));
+    });
+    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
+    cfg.inputs = vec![("in".into(), Input::Records(typed_words(3)))];
+    cfg.outputs = vec![("out".into(), Output::Records(output))];
+    let summary = run_embedded(&b.build().unwrap(), &cfg).unwrap();
+    let want = [("x", "n=0", 1), ("y", "n=1", 2), ("x", "n=2", 3)].map(|(k, v, t)| (k.to_string(), v.to_string(), t));
+    assert_eq!(*got.lock().unwrap(), want);
+    assert_eq!((summary.records_out["out"], summary.dead_lettered), (3, 0));
+}
+
+#[test]
+fn a_typed_output_of_another_type_than_its_sinks_write_or_of_no_sink_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = topology::RecordsOutput::typed(|_: topology::Record<String, String>| {});
+    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
+    cfg.inputs = vec![("in".into(), Input::Records(typed_words(3)))];
+    cfg.outputs = vec![("counts".into(), Output::Records(wrong.clone()))];
+    let err = run_embedded(&count_words(), &cfg).unwrap_err().to_string();
+    let takes = "the typed output of topic `counts` takes `topology::record::Record<alloc::string::String, alloc::string::String>`";
+    assert!(err.contains(takes) && err.contains("core::option::Option<u64>"), "{err}");
+    cfg.outputs = vec![("nobody-writes-this".into(), Output::Records(wrong))];
+    let err = run_embedded(&count_words(), &cfg).unwrap_err().to_string();
+    assert!(err.contains("topic `nobody-writes-this` has a typed output, but no sink"), "{err}");
+}
