@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use topology::{run_embedded, EmbeddedConfig, Input, Output, RecordsOutput};
+use topology::{run_embedded, EmbeddedConfig, Input, Output};
 use workloads::Workload;
 
 #[derive(Parser)]
@@ -195,14 +195,12 @@ fn nexmark_engine(args: &NexmarkArgs) -> Result<(), String> {
             let rows = (nexmark::OUTPUT, Output::File(output.clone()));
             run_engine(&name, &topology, (nexmark::INPUT, Input::File(path)), rows, state, checksum, &making)
         }
-        // From the generator to a function (a row's JSON is its canonical text), as Flink's and
-        // Arroyo's Nexmark runs end in a sink that drops the rows.
+        // From the generator to a typed output (rows summed by their fields, never encoded), as
+        // Flink's and Arroyo's Nexmark runs end in a blackhole sink.
         None => {
             let input = Input::Records(nexmark::input(args.events, NEXMARK_RATE, making.clone()));
             let sum = Arc::new(workloads::SharedChecksum::default());
-            let into = sum.clone();
-            let output = RecordsOutput::new(move |r| into.add(r.value.as_deref().unwrap_or(b"null")));
-            let rows = (nexmark::OUTPUT, Output::Records(output));
+            let rows = (nexmark::OUTPUT, Output::Records(nexmark::typed_output(args.query, sum.clone())));
             run_engine(&name, &topology, (nexmark::INPUT, input), rows, state, || Ok(sum.get()), &making)
         }
     }
@@ -214,7 +212,10 @@ fn nexmark_floor(args: &NexmarkArgs) -> Result<(), String> {
     let started = Instant::now();
     let r = match file {
         Some(path) => nexmark::floor_reader(args.query, open_lines(&path)?).map_err(|e| e.to_string())?,
-        None => nexmark::floor_events(args.query, nexmark::pregenerated(args.events, NEXMARK_RATE, making.clone())),
+        None => {
+            let events = nexmark::pregenerated(args.events, NEXMARK_RATE, making.clone());
+            nexmark::floor_events(args.query, events, nexmark::Rows::Typed)
+        }
     };
     let wall = started.elapsed().as_secs_f64();
     let name = format!("floor-nexmark-{}", args.query.name());

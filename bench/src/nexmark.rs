@@ -24,6 +24,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +36,7 @@ use topology::{
     StreamJoined, StreamsBuilder, TimeWindows, Topology, Windowed,
 };
 
-use crate::workloads::Checksum;
+use crate::workloads::{typed_row_hash, Checksum, SharedChecksum};
 
 pub const INPUT: &str = "nexmark";
 pub const OUTPUT: &str = "rows";
@@ -144,7 +145,7 @@ fn time_of(e: &Event) -> i64 {
 
 /// q0/q1 rows: a bid, its price in thousandths (q1: `0.908 * price` exactly, as Flink's DECIMAL; no
 /// float whose JSON text could differ in the last digit).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Hash, Serialize, Deserialize)]
 pub struct BidRow {
     pub auction: usize,
     pub bidder: usize,
@@ -167,20 +168,20 @@ impl BidRow {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Hash, Serialize, Deserialize)]
 pub struct Q2Row {
     pub auction: usize,
     pub price: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Hash, Serialize, Deserialize)]
 pub struct Q5Row {
     pub auction: usize,
     pub bids: u64,
     pub window_start: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Hash, Serialize, Deserialize)]
 pub struct Q7Row {
     pub auction: usize,
     pub bidder: usize,
@@ -195,14 +196,14 @@ impl Q7Row {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Hash, Serialize, Deserialize)]
 pub struct Q8Row {
     pub id: usize,
     pub name: String,
     pub window_start: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Hash, Serialize, Deserialize)]
 pub struct Q11Row {
     pub bidder: usize,
     pub bids: u64,
@@ -212,7 +213,7 @@ pub struct Q11Row {
 
 /// The leaders of a window: the highest figure seen and who has it (q5: auctions by bid count; q7: bids
 /// by price).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Hash, Serialize, Deserialize)]
 pub struct Top<T> {
     pub best: u64,
     pub holders: Vec<T>,
@@ -382,6 +383,32 @@ pub fn canonical(v: &serde_json::Value) -> String {
     }
 }
 
+/// What a row's checksum hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Its JSON text (rows written out, see [`canonical`]).
+    Json,
+    /// Its fields, as its `Hash` writes them (rows handed over typed, see [`typed_output`]).
+    Typed,
+}
+
+/// The rows of `query` handed to a function as the typed records its sink writes (as Flink's and
+/// Arroyo's Nexmark runs end in a blackhole sink: rows are never encoded), summed into `sum` by
+/// their fields ([`Rows::Typed`]).
+pub fn typed_output(query: Query, sum: Arc<SharedChecksum>) -> topology::RecordsOutput {
+    fn summed<T: Hash + 'static>(sum: Arc<SharedChecksum>) -> topology::RecordsOutput {
+        topology::RecordsOutput::typed(move |r: topology::Record<(), T>| sum.add_hash(typed_row_hash(&r.value)))
+    }
+    match query {
+        Query::Q0 | Query::Q1 => summed::<BidRow>(sum),
+        Query::Q2 => summed::<Q2Row>(sum),
+        Query::Q5 => summed::<Q5Row>(sum),
+        Query::Q7 => summed::<Q7Row>(sum),
+        Query::Q8 => summed::<Q8Row>(sum),
+        Query::Q11 => summed::<Q11Row>(sum),
+    }
+}
+
 /// The checksum of an engine output file (envelope lines whose value is a row).
 pub fn checksum_of_output(path: &std::path::Path) -> std::io::Result<Checksum> {
     let mut sum = Checksum::default();
@@ -402,7 +429,7 @@ pub struct FloorResult {
 
 /// The floor of a query over a file: one pass over the lines, rows straight into the checksum.
 pub fn floor_reader(query: Query, reader: impl std::io::BufRead) -> std::io::Result<FloorResult> {
-    let mut f = Floor::new(query);
+    let mut f = Floor::new(query, Rows::Json);
     crate::workloads::for_each_line(reader, |line| match serde_json::from_str::<Event>(line) {
         Ok(e) => f.event(e),
         Err(_) => f.out.bad += 1,
@@ -411,9 +438,9 @@ pub fn floor_reader(query: Query, reader: impl std::io::BufRead) -> std::io::Res
     Ok(f.out)
 }
 
-/// The floor of a query over events made in the process.
-pub fn floor_events(query: Query, events: impl Iterator<Item = Event>) -> FloorResult {
-    let mut f = Floor::new(query);
+/// The floor of a query over events made in the process, its rows summed as `rows`.
+pub fn floor_events(query: Query, events: impl Iterator<Item = Event>, rows: Rows) -> FloorResult {
+    let mut f = Floor::new(query, rows);
     for e in events {
         f.event(e);
     }
@@ -426,6 +453,7 @@ type NewUsers = (HashMap<usize, String>, HashSet<usize>);
 
 struct Floor {
     query: Query,
+    rows: Rows,
     out: FloorResult,
     stream_time: i64,
     /// q5: window start → auction → bids.
@@ -441,9 +469,10 @@ struct Floor {
 }
 
 impl Floor {
-    fn new(query: Query) -> Floor {
+    fn new(query: Query, rows: Rows) -> Floor {
         Floor {
             query,
+            rows,
             out: FloorResult::default(),
             stream_time: i64::MIN,
             hop_counts: BTreeMap::new(),
@@ -454,9 +483,13 @@ impl Floor {
         }
     }
 
-    /// A row's JSON is its canonical text: fields in name order, numbers and plain strings.
-    fn emit<T: Serialize>(&mut self, row: &T) {
-        self.out.checksum.add(&serde_json::to_string(row).expect("rows serialize"));
+    /// A row into the checksum: its JSON text (fields in name order, numbers and plain strings: its
+    /// canonical text) or its fields (see `Rows`).
+    fn emit<T: Serialize + Hash>(&mut self, row: &T) {
+        match self.rows {
+            Rows::Json => self.out.checksum.add(&serde_json::to_string(row).expect("rows serialize")),
+            Rows::Typed => self.out.checksum.add_hash(typed_row_hash(row)),
+        }
     }
 
     /// Whether the tumbling window of `size` containing `t` is still open; its start.
@@ -600,19 +633,21 @@ mod tests {
             assert_eq!(floor.events, 30_000);
             assert_eq!(engine, floor.checksum, "{query:?}");
             assert_eq!(summary.late, 0, "{query:?}");
-            // The same events as typed records, the rows handed to a function, give the same rows.
+            // The same events made in the process give the same rows: as JSON…
+            let making = Arc::new(AtomicU64::new(0));
+            let floor_made = floor_events(query, pregenerated(30_000, 500, making.clone()), Rows::Json);
+            assert_eq!(floor_made.checksum, floor.checksum, "{query:?} floor over made events");
+            assert!(making.load(Ordering::Relaxed) > 0, "the making was timed");
+            // …and handed over typed (to the engine as typed records, from it to a typed output).
             let mut cfg = topology::EmbeddedConfig::new(&format!("typed-{}", query.name()), dir.path().join("state"));
             cfg.inputs.push((INPUT.into(), topology::Input::Records(input_at(30_000, 500))));
-            let sum = Arc::new(crate::workloads::SharedChecksum::default());
-            let into = sum.clone();
-            let output = topology::RecordsOutput::new(move |r| into.add(r.value.as_deref().unwrap_or(b"null")));
-            cfg.outputs.push((OUTPUT.into(), topology::Output::Records(output)));
-            topology::run_embedded(&topology(query), &cfg).unwrap();
-            assert_eq!(sum.get(), engine, "{query:?} typed");
-            let making = Arc::new(AtomicU64::new(0));
-            let floor_typed = floor_events(query, pregenerated(30_000, 500, making.clone()));
-            assert_eq!(floor_typed.checksum, floor.checksum, "{query:?} floor over typed events");
-            assert!(making.load(Ordering::Relaxed) > 0, "the making was timed");
+            let sum = Arc::new(SharedChecksum::default());
+            cfg.outputs.push((OUTPUT.into(), topology::Output::Records(typed_output(query, sum.clone()))));
+            let summary = topology::run_embedded(&topology(query), &cfg).unwrap();
+            let floor_typed = floor_events(query, pregenerated(30_000, 500, making.clone()), Rows::Typed);
+            assert_eq!(sum.get(), floor_typed.checksum, "{query:?} typed");
+            assert_eq!(sum.get().rows, engine.rows, "{query:?} typed");
+            assert_eq!(summary.records_out[OUTPUT], engine.rows, "{query:?} typed");
             let least = match query {
                 Query::Q0 | Query::Q1 => 27_000,
                 Query::Q2 => 100,

@@ -104,12 +104,38 @@ pub struct Checksum {
 
 /// FNV-1a of a canonical row.
 fn row_hash(canonical: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in canonical {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let mut h = Fnv::default();
+    std::hash::Hasher::write(&mut h, canonical);
+    h.0
+}
+
+/// FNV-1a of what a typed row's `Hash` writes (its fields in order): the checksum of rows that are
+/// never written out as text (Nexmark's typed output).
+pub fn typed_row_hash<T: std::hash::Hash>(row: &T) -> u64 {
+    let mut h = Fnv::default();
+    row.hash(&mut h);
+    h.0
+}
+
+/// The FNV-1a hasher.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
     }
-    h
+}
+
+impl std::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// A [`Checksum`] that an output function running on the engine adds to.
@@ -120,9 +146,10 @@ pub struct SharedChecksum {
 }
 
 impl SharedChecksum {
-    pub fn add(&self, canonical: &[u8]) {
+    /// Adds a row by its hash (see [`typed_row_hash`]).
+    pub fn add_hash(&self, hash: u64) {
         self.rows.fetch_add(1, Ordering::Relaxed);
-        self.sum.fetch_add(row_hash(canonical), Ordering::Relaxed); // wraps
+        self.sum.fetch_add(hash, Ordering::Relaxed); // wraps
     }
     pub fn get(&self) -> Checksum {
         Checksum { rows: self.rows.load(Ordering::Relaxed), sum: self.sum.load(Ordering::Relaxed) }
@@ -131,8 +158,12 @@ impl SharedChecksum {
 
 impl Checksum {
     pub fn add(&mut self, canonical: &str) {
+        self.add_hash(row_hash(canonical.as_bytes()))
+    }
+    /// Adds a row by its hash (see [`typed_row_hash`]).
+    pub fn add_hash(&mut self, hash: u64) {
         self.rows += 1;
-        self.sum = self.sum.wrapping_add(row_hash(canonical.as_bytes()));
+        self.sum = self.sum.wrapping_add(hash);
     }
     pub fn hex(&self) -> String {
         format!("{:016x}", self.sum)
