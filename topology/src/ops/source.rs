@@ -39,6 +39,18 @@ impl<K: Clone + 'static, V: Clone + 'static> Source<K, V> {
     fn meta(&self, at: Position) -> RecordMetadata {
         RecordMetadata { topic: self.topic.clone(), partition: at.partition, offset: at.offset }
     }
+
+    /// Moves the task's time to `record` and forwards it; whether stream time advanced.
+    fn forward_now(&mut self, ctx: &mut TaskCtx, record: Record<K, V>, at: Position) -> bool {
+        let advanced = ctx.begin(record.timestamp);
+        // The topic is this source's own: shared, not cloned per record.
+        if !Arc::ptr_eq(&ctx.meta.topic, &self.topic) {
+            ctx.meta.topic = self.topic.clone();
+        }
+        (ctx.meta.partition, ctx.meta.offset) = (at.partition, at.offset);
+        self.forward.push(ctx, record);
+        advanced
+    }
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
@@ -111,13 +123,20 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
 
     fn process_next(&mut self, ctx: &mut TaskCtx) -> Option<bool> {
         let (record, at) = self.queue.borrow_mut().pop_front()?;
-        let advanced = ctx.begin(record.timestamp);
-        // The topic is this source's own: shared, not cloned per record.
-        if !Arc::ptr_eq(&ctx.meta.topic, &self.topic) {
-            ctx.meta.topic = self.topic.clone();
+        Some(self.forward_now(ctx, record, at))
+    }
+
+    fn process_value(&mut self, ctx: &mut TaskCtx, at: Position, value: &[u8]) -> crate::Result<Option<bool>> {
+        match self.decode(None, Some(value), 0) {
+            Ok((key, value, timestamp)) => {
+                let record = Record { key, value, timestamp, headers: Default::default() };
+                Ok(Some(self.forward_now(ctx, record, at)))
+            }
+            Err(e) => {
+                let raw =
+                    RawRecord { key: None, value: Some(value.to_vec()), timestamp: 0, headers: Default::default() };
+                ctx.dead_letter(&self.meta(at), raw, e).map(|()| None)
+            }
         }
-        (ctx.meta.partition, ctx.meta.offset) = (at.partition, at.offset);
-        self.forward.push(ctx, record);
-        Some(advanced)
     }
 }

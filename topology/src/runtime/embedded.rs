@@ -296,6 +296,9 @@ struct Source {
     position: u64,
     resumable: bool,
     eof: bool,
+    /// It had nothing more to read once (at its end, or waiting for live input): a global table is
+    /// then loaded, and the streams start.
+    caught_up: bool,
     line: u64,
     /// A global table's topic (loaded before, and apart from, the streams).
     global: bool,
@@ -538,6 +541,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
             position,
             resumable,
             eof: false,
+            caught_up: false,
             line: 0,
             global,
             records: 0,
@@ -578,6 +582,9 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
     if config.exactly_once {
         commit_now!()?;
     }
+    // With one stream input there is nothing to merge by time: a record can be processed as soon as
+    // it is read (global tables are loaded completely before it, as always).
+    let one_stream = sources.iter().filter(|s| !s.global).count() == 1;
     let mut line: Vec<u8> = Vec::new();
     let mut unflushed = false;
     let mut last_output_flush = Instant::now();
@@ -594,7 +601,15 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
             break;
         }
         let mut any = false;
+        // Streams start once the global tables are loaded (as Kafka Streams bootstraps them).
+        let loaded = sources.iter().all(|s| !s.global || s.caught_up);
+        // Records processed as they were read (see `one_stream`).
+        let mut processed = false;
         for s in sources.iter_mut() {
+            if !s.global && !loaded {
+                any = true;
+                continue;
+            }
             // Global tables are loaded completely before any stream record is processed; a stream
             // reads its next record once its previous one was taken, so every step sees the head of
             // each input and processes the lowest timestamp first.
@@ -602,16 +617,19 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                 let item = match &mut s.reader {
                     Reader::Lines(lines) => match lines.next(&mut line)? {
                         Next::Line(n) => Item::Line(n),
-                        Next::Pending => break,
+                        Next::Pending => {
+                            s.caught_up = true;
+                            break;
+                        }
                         Next::End => {
-                            s.eof = true;
+                            (s.eof, s.caught_up) = (true, true);
                             break;
                         }
                     },
                     Reader::Records { records, .. } => match records.next() {
                         Some(r) => Item::Record(r),
                         None => {
-                            s.eof = true;
+                            (s.eof, s.caught_up) = (true, true);
                             break;
                         }
                     },
@@ -651,7 +669,12 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                     ),
                 };
                 match enveloped {
-                    None => engine.append_value_at(s.route, &s.topic, text)?,
+                    // One record per input and step, processed or not (the step's timers follow).
+                    None if engine.append_value_at(s.route, &s.topic, text, one_stream)? => {
+                        processed = true;
+                        break;
+                    }
+                    None => {}
                     Some(Ok(raw)) => engine.append_at(s.route, &s.topic, None, raw)?,
                     Some(Err(e)) => {
                         // Not even a record: dead-lettered with the line as its value.
@@ -671,7 +694,7 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
             }
             any |= !s.eof || s.queued.get() > 0;
         }
-        let progressed = engine.step_lowest()?;
+        let progressed = engine.step_lowest()? || processed;
         let wrote = write_outbox(&mut engine, &mut writers, &mut summary, &mut redis)?;
         unflushed |= wrote;
         // Exactly-once commits at every multiple of its record count (so a replay commits at the same

@@ -259,19 +259,30 @@ impl Engine {
     }
 
     /// [`append_at`](Self::append_at) of a record that is only a value, borrowed (a line of an input
-    /// file): a stream read by one task decodes it without a copy.
-    pub(crate) fn append_value_at(&mut self, i: usize, topic: &str, value: &[u8]) -> Result<(), Error> {
+    /// file): a stream read by one task decodes it without a copy. `at_once`: the run has no other
+    /// input to merge it with by time, so a task that reads only this topic and has nothing buffered
+    /// processes it now, without buffering it (as `process_task` does with records sent in-process).
+    /// Whether it was processed.
+    pub(crate) fn append_value_at(
+        &mut self,
+        i: usize,
+        topic: &str,
+        value: &[u8],
+        at_once: bool,
+    ) -> Result<bool, Error> {
         let route = &mut self.route_list[i];
         if route.leaves || route.global || self.keep_records || route.readers.len() != 1 {
             let raw = RawRecord { key: None, value: Some(value.to_vec()), timestamp: 0, headers: Default::default() };
-            return self.append_at(i, topic, None, raw);
+            return self.append_at(i, topic, None, raw).map(|()| false);
         }
         let (partition, offset) = route.place(None, None);
         let id = TaskId { subtopology: route.readers[0], partition };
-        match self.tasks.get_mut(&id) {
-            Some(task) => task.enqueue_value(topic, partition, offset, value),
-            None => Ok(()), // as `deliver_to_tasks`: no task of this instance reads the partition
+        // As `deliver_to_tasks`: no task of this instance may read the partition.
+        let Some(task) = self.tasks.get_mut(&id) else { return Ok(false) };
+        if !(at_once && task.reads_one_topic() && route.queued.get() == 0) {
+            return task.enqueue_value(topic, partition, offset, value).map(|()| false);
         }
+        self.process_task_with(id, |task| task.process_value(topic, partition, offset, value).map(|()| true))
     }
 
     pub(crate) fn route(&mut self, mut out: Vec<OutRecord>) -> Result<(), Error> {
@@ -725,6 +736,10 @@ impl Engine {
                 return Ok(true);
             }
         }
+        // No task has a record (every record read was processed at once, say): nothing to look for.
+        if self.route_list.iter().all(|r| r.queued.get() == 0) {
+            return Ok(false);
+        }
         let next = self.tasks.iter().filter_map(|(id, t)| t.head_timestamp().map(|ts| (ts, *id))).min();
         let Some((_, id)) = next else { return Ok(false) };
         self.process_task(id)?;
@@ -738,12 +753,27 @@ impl Engine {
     /// `task::channel`): it takes its input in arrival order whenever it runs, so running it now
     /// changes nothing it computes. Other readers wait for their turn among the heads of every task.
     fn process_task(&mut self, id: TaskId) -> Result<bool, Error> {
+        self.process_task_with(id, Task::process_one)
+    }
+
+    /// [`process_task`](Self::process_task) with `process` taking the task's record: whether it did.
+    fn process_task_with(
+        &mut self,
+        id: TaskId,
+        process: impl FnOnce(&mut Task) -> crate::Result<bool>,
+    ) -> Result<bool, Error> {
         let started = self.latency.due().then(std::time::Instant::now);
-        let did = self.process_routed(id, false)?;
+        let did = self.process_routed(id, process)?;
         loop {
             let sent_to = self.ready.borrow_mut().pop();
             let Some(sent_to) = sent_to else { break };
-            self.process_routed(sent_to, true)?;
+            self.process_routed(sent_to, |task| {
+                let mut did = false;
+                while task.process_one()? {
+                    did = true;
+                }
+                Ok(did)
+            })?;
         }
         if let (true, Some(started)) = (did, started) {
             self.latency.add(started.elapsed().as_secs_f64());
@@ -751,14 +781,14 @@ impl Engine {
         Ok(did)
     }
 
-    /// Processes the next record of task `id` (`all`: every one it has) and routes what it wrote;
-    /// whether there was one.
-    fn process_routed(&mut self, id: TaskId, all: bool) -> Result<bool, Error> {
+    /// Lets `process` take records of task `id` and routes what it wrote; whether it took any.
+    fn process_routed(
+        &mut self,
+        id: TaskId,
+        process: impl FnOnce(&mut Task) -> crate::Result<bool>,
+    ) -> Result<bool, Error> {
         let task = self.tasks.get_mut(&id).expect("task exists");
-        let did = task.process_one()?;
-        if all && did {
-            while task.process_one()? {}
-        }
+        let did = process(task)?;
         if !task.ctx.out.is_empty() {
             let out = std::mem::replace(&mut task.ctx.out, self.spare_outs.pop().unwrap_or_default());
             self.route_traded(out)?;

@@ -101,6 +101,10 @@ pub(crate) trait SourceNode {
     /// Processes the next buffered record, first moving its task's time to it (`TaskCtx::begin`):
     /// `None` when it has none, else whether stream time advanced.
     fn process_next(&mut self, ctx: &mut TaskCtx) -> Option<bool>;
+    /// Decodes a record that is only a value, borrowed (see [`enqueue_value`](Self::enqueue_value)),
+    /// and processes it at once, without buffering it, as [`process_next`](Self::process_next) would:
+    /// whether stream time advanced, `None` when it went to the dead-letter handler.
+    fn process_value(&mut self, ctx: &mut TaskCtx, at: Position, value: &[u8]) -> crate::Result<Option<bool>>;
     /// Number of buffered records.
     fn buffered(&self) -> usize;
 }
@@ -342,11 +346,34 @@ impl Task {
         let source = &mut self.sources[i];
         let Some(advanced) = source.node.process_next(&mut self.ctx) else { return Ok(false) };
         source.queued.set(source.queued.get() - 1);
+        self.processed(advanced)?;
+        Ok(true)
+    }
+
+    /// Decodes and processes one record of `topic` that is only a value at once, without buffering
+    /// it (see `SourceNode::process_value`): for a task that reads only `topic` and has nothing
+    /// buffered, so that its records are still processed in arrival order.
+    pub(crate) fn process_value(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        value: &[u8],
+    ) -> crate::Result<()> {
+        let src = Self::source_of(&mut self.sources, self.id, topic);
+        debug_assert_eq!(src.node.buffered(), 0, "task {} processes in arrival order", self.id);
+        match src.node.process_value(&mut self.ctx, Position { partition, offset }, value)? {
+            Some(advanced) => self.processed(advanced),
+            None => Ok(()),
+        }
+    }
+
+    /// After a record was processed: stream-time punctuation if it advanced, then any store failure.
+    fn processed(&mut self, advanced: bool) -> crate::Result<()> {
         if advanced {
             self.stream_time_advanced();
         }
-        self.check_errors()?;
-        Ok(true)
+        self.check_errors()
     }
 
     fn stream_time_advanced(&mut self) {

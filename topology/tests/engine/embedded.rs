@@ -288,6 +288,28 @@ fn a_record_sent_to_a_task_reading_only_its_repartition_topic_is_processed_in_th
 }
 
 #[test]
+fn a_global_table_is_loaded_before_the_one_stream_input_is_processed_as_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = StreamsBuilder::new();
+    // One row (the unit key), replaced by the second line: only a completely loaded table says "bob".
+    let name = b.global_table("name", Consumed::with(Serdes::unit(), s()), Materialized::as_("name"));
+    b.stream("clicks", Consumed::with(Serdes::unit(), s()))
+        .join_global(&name, |_, _| (), |page, name| format!("{name}:{page}"), Named::as_("g"))
+        .to("enriched", Produced::with(Serdes::unit(), s()));
+    let (name_file, clicks_file, out) = (dir.path().join("name"), dir.path().join("clicks"), dir.path().join("out"));
+    std::fs::write(&name_file, "ann\nbob\n").unwrap();
+    std::fs::write(&clicks_file, "/a\n/b\n").unwrap();
+    // The stream input is listed first, and its lines are values processed as they are read (the
+    // run's only stream): still after the whole table.
+    let mut cfg = EmbeddedConfig::new("app", dir.path().join("state"));
+    cfg.inputs = vec![("clicks".into(), Input::File(clicks_file)), ("name".into(), Input::File(name_file))];
+    cfg.outputs = vec![("enriched".into(), Output::File(out.clone()))];
+    run_embedded(&b.build().unwrap(), &cfg).unwrap();
+    let values: Vec<Value> = read_lines(&out).into_iter().map(|l| l["value"].clone()).collect();
+    assert_eq!(values, [json!("bob:/a"), json!("bob:/b")]);
+}
+
+#[test]
 fn a_task_reading_a_repartition_topic_and_a_table_takes_both_in_time_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut b = StreamsBuilder::new();
