@@ -40,6 +40,40 @@ impl<K: Clone + 'static, V: Clone + 'static> Source<K, V> {
         RecordMetadata { topic: self.topic.clone(), partition: at.partition, offset: at.offset }
     }
 
+    /// A typed input's record with its event time extracted; `None` when that failed and the record
+    /// went to the dead-letter handler (encoded with the source's serdes, as far as they can).
+    fn typed_input(
+        &self,
+        ctx: &mut TaskCtx,
+        at: Position,
+        record: Box<dyn Any>,
+    ) -> crate::Result<Option<Record<K, V>>> {
+        let Ok(record) = record.downcast::<Record<K, V>>() else {
+            panic!("a typed input of `{}` holds another record type than its source reads", self.topic)
+        };
+        let mut record = *record;
+        let Some(f) = &self.extractor else { return Ok(Some(record)) };
+        match f(&record.key, &record.value, record.timestamp) {
+            Ok(ts) => {
+                record.timestamp = ts;
+                Ok(Some(record))
+            }
+            Err(e) => {
+                let mut error = format!("timestamp: {e}");
+                let mut encoded = |part: &str, bytes: Result<Option<Vec<u8>>, crate::DecodeError>| {
+                    bytes.unwrap_or_else(|e| {
+                        error.push_str(&format!("; {part} not encodable: {e}"));
+                        None
+                    })
+                };
+                let key = encoded("key", self.key_serde.try_serialize(&record.key));
+                let value = encoded("value", self.value_serde.try_serialize(&record.value));
+                let raw = RawRecord { key, value, timestamp: record.timestamp, headers: record.headers };
+                ctx.dead_letter(&self.meta(at), raw, DecodeError::new(error)).map(|()| None)
+            }
+        }
+    }
+
     /// Moves the task's time to `record` and forwards it; whether stream time advanced.
     fn forward_now(&mut self, ctx: &mut TaskCtx, record: Record<K, V>, at: Position) -> bool {
         let advanced = ctx.begin(record.timestamp);
@@ -83,30 +117,14 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
     }
 
     fn enqueue_input(&mut self, ctx: &mut TaskCtx, at: Position, record: Box<dyn Any>) -> crate::Result<bool> {
-        let Ok(record) = record.downcast::<Record<K, V>>() else {
-            panic!("a typed input of `{}` holds another record type than its source reads", self.topic)
-        };
-        let mut record = *record;
-        if let Some(f) = &self.extractor {
-            match f(&record.key, &record.value, record.timestamp) {
-                Ok(ts) => record.timestamp = ts,
-                Err(e) => {
-                    let mut error = format!("timestamp: {e}");
-                    let mut encoded = |part: &str, bytes: Result<Option<Vec<u8>>, crate::DecodeError>| {
-                        bytes.unwrap_or_else(|e| {
-                            error.push_str(&format!("; {part} not encodable: {e}"));
-                            None
-                        })
-                    };
-                    let key = encoded("key", self.key_serde.try_serialize(&record.key));
-                    let value = encoded("value", self.value_serde.try_serialize(&record.value));
-                    let raw = RawRecord { key, value, timestamp: record.timestamp, headers: record.headers };
-                    return ctx.dead_letter(&self.meta(at), raw, DecodeError::new(error)).map(|()| false);
-                }
-            }
-        }
+        let Some(record) = self.typed_input(ctx, at, record)? else { return Ok(false) };
         self.queue.borrow_mut().push_back((record, at));
         Ok(true)
+    }
+
+    fn process_input(&mut self, ctx: &mut TaskCtx, at: Position, record: Box<dyn Any>) -> crate::Result<Option<bool>> {
+        let Some(record) = self.typed_input(ctx, at, record)? else { return Ok(None) };
+        Ok(Some(self.forward_now(ctx, record, at)))
     }
 
     fn record_type(&self) -> (TypeId, &'static str) {

@@ -651,7 +651,10 @@ pub fn run_embedded(topology: &Topology, config: &EmbeddedConfig) -> Result<RunS
                     let Reader::Records { input, .. } = &s.reader else {
                         unreachable!("records come from typed inputs")
                     };
-                    engine.append_input(s.route, &s.topic, record, input)?;
+                    if engine.append_input(s.route, &s.topic, record, input, one_stream)? {
+                        processed = true;
+                        break; // one record per input and step, as for lines
+                    }
                     continue;
                 }
                 let text = trim_line_end(&line);

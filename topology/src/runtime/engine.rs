@@ -1,6 +1,7 @@
 //! The engine under every runtime: tasks per (sub-topology, partition), topics as in-process logs,
 //! routing of produced records to the tasks that read them. The test driver keeps every record; the
-//! embedded runtime sends the records of its output topics to an outbox and keeps none.
+//! embedded runtime sends the records of its output topics to an outbox and keeps none, and connects
+//! its repartition topics as typed channels from sink to reading task (`task::channel`).
 
 use std::any::Any;
 use std::cell::Cell;
@@ -16,7 +17,7 @@ use crate::error::Error;
 use crate::record::RawRecord;
 use crate::state::StoreBuilder;
 use crate::task::{
-    Channel, OutRecord, Ready, RestoreStats, StateConfig, StateManager, Task, TaskCtx, TaskId, TypedOutput,
+    Channel, OutRecord, Ready, RestoreStats, SourceNode, StateConfig, StateManager, Task, TaskCtx, TaskId, TypedOutput,
 };
 use crate::topology::Topology;
 
@@ -282,7 +283,8 @@ impl Engine {
         if !(at_once && task.reads_one_topic() && route.queued.get() == 0) {
             return task.enqueue_value(topic, partition, offset, value).map(|()| false);
         }
-        self.process_task_with(id, |task| task.process_value(topic, partition, offset, value).map(|()| true))
+        let process = |node: &mut dyn SourceNode, ctx: &mut TaskCtx, at| node.process_value(ctx, at, value);
+        self.process_task_with(id, |task| task.process_now(topic, partition, offset, process).map(|()| true))
     }
 
     pub(crate) fn route(&mut self, mut out: Vec<OutRecord>) -> Result<(), Error> {
@@ -326,19 +328,29 @@ impl Engine {
     }
 
     /// Appends a typed record of an in-process input (checked by `check_typed_input`) to the topic of
-    /// route `i` (see `route_index`) and hands it to the tasks that read its partition.
+    /// route `i` (see `route_index`) and hands it to the tasks that read its partition; `at_once` as
+    /// for [`append_value_at`](Self::append_value_at). Whether it was processed.
     pub(crate) fn append_input(
         &mut self,
         i: usize,
         topic: &str,
         record: AnyRecord,
         input: &RecordsInput,
-    ) -> Result<(), Error> {
+        at_once: bool,
+    ) -> Result<bool, Error> {
         let route = &mut self.route_list[i];
         let key = if route.partitions > 1 { input.key_bytes(&record) } else { None };
         let (partition, offset) = route.place(None, key.as_deref());
+        if let (true, [reader]) = (at_once && route.queued.get() == 0, &route.readers[..]) {
+            let id = TaskId { subtopology: *reader, partition };
+            if self.tasks.get(&id).is_some_and(Task::reads_one_topic) {
+                let process = |node: &mut dyn SourceNode, ctx: &mut TaskCtx, at| node.process_input(ctx, at, record);
+                return self.process_task_with(id, |t| t.process_now(topic, partition, offset, process).map(|()| true));
+            }
+        }
         let copy = |r: &AnyRecord| input.clone_record(r);
-        self.deliver_to_tasks(i, partition, record, copy, |t, r| t.enqueue_input(topic, partition, offset, r))
+        let enqueue = |t: &mut Task, r| t.enqueue_input(topic, partition, offset, r);
+        self.deliver_to_tasks(i, partition, record, copy, enqueue).map(|()| false)
     }
 
     /// Connects the in-process repartition topics: their sinks send typed records straight to the

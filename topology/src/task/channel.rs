@@ -29,7 +29,7 @@ use crate::runtime::TypedFn;
 pub(crate) type Queue<K, V> = Rc<RefCell<VecDeque<(Record<K, V>, Position)>>>;
 
 /// The tasks that records were sent to and that take them at once: the engine runs them after the
-/// task that sent (see `Engine::process_sent`).
+/// task that sent (see `Engine::process_task`).
 pub(crate) type Ready = Rc<RefCell<Vec<TaskId>>>;
 
 /// The reading side of one in-process topic, untyped (the engine builds it; each sink takes its

@@ -105,6 +105,9 @@ pub(crate) trait SourceNode {
     /// and processes it at once, without buffering it, as [`process_next`](Self::process_next) would:
     /// whether stream time advanced, `None` when it went to the dead-letter handler.
     fn process_value(&mut self, ctx: &mut TaskCtx, at: Position, value: &[u8]) -> crate::Result<Option<bool>>;
+    /// [`enqueue_input`](Self::enqueue_input), then processes the record at once, as
+    /// [`process_value`](Self::process_value) does.
+    fn process_input(&mut self, ctx: &mut TaskCtx, at: Position, record: Box<dyn Any>) -> crate::Result<Option<bool>>;
     /// Number of buffered records.
     fn buffered(&self) -> usize;
 }
@@ -350,19 +353,19 @@ impl Task {
         Ok(true)
     }
 
-    /// Decodes and processes one record of `topic` that is only a value at once, without buffering
-    /// it (see `SourceNode::process_value`): for a task that reads only `topic` and has nothing
+    /// Processes one record of `topic` at once, without buffering it (`process`: the source's
+    /// `process_value` or `process_input`): for a task that reads only `topic` and has nothing
     /// buffered, so that its records are still processed in arrival order.
-    pub(crate) fn process_value(
+    pub(crate) fn process_now(
         &mut self,
         topic: &str,
         partition: u32,
         offset: u64,
-        value: &[u8],
+        process: impl FnOnce(&mut dyn SourceNode, &mut TaskCtx, Position) -> crate::Result<Option<bool>>,
     ) -> crate::Result<()> {
         let src = Self::source_of(&mut self.sources, self.id, topic);
         debug_assert_eq!(src.node.buffered(), 0, "task {} processes in arrival order", self.id);
-        match src.node.process_value(&mut self.ctx, Position { partition, offset }, value)? {
+        match process(src.node.as_mut(), &mut self.ctx, Position { partition, offset })? {
             Some(advanced) => self.processed(advanced),
             None => Ok(()),
         }
