@@ -40,6 +40,19 @@ impl<K: Clone + 'static, V: Clone + 'static> Source<K, V> {
         RecordMetadata { topic: self.topic.clone(), partition: at.partition, offset: at.offset }
     }
 
+    /// The record of a line that is only a value; `None` when it could not be decoded and the line
+    /// went to the dead-letter handler.
+    fn value_record(&self, ctx: &mut TaskCtx, at: Position, value: &[u8]) -> crate::Result<Option<Record<K, V>>> {
+        match self.decode(None, Some(value), 0) {
+            Ok((key, value, timestamp)) => Ok(Some(Record { key, value, timestamp, headers: Default::default() })),
+            Err(e) => {
+                let raw =
+                    RawRecord { key: None, value: Some(value.to_vec()), timestamp: 0, headers: Default::default() };
+                ctx.dead_letter(&self.meta(at), raw, e).map(|()| None)
+            }
+        }
+    }
+
     /// A typed input's record with its event time extracted; `None` when that failed and the record
     /// went to the dead-letter handler (encoded with the source's serdes, as far as they can).
     fn typed_input(
@@ -99,17 +112,9 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
     }
 
     fn enqueue_value(&mut self, ctx: &mut TaskCtx, at: Position, value: &[u8]) -> crate::Result<bool> {
-        match self.decode(None, Some(value), 0) {
-            Ok((key, value, timestamp)) => {
-                self.queue.borrow_mut().push_back((Record { key, value, timestamp, headers: Default::default() }, at));
-                Ok(true)
-            }
-            Err(e) => {
-                let raw =
-                    RawRecord { key: None, value: Some(value.to_vec()), timestamp: 0, headers: Default::default() };
-                ctx.dead_letter(&self.meta(at), raw, e).map(|()| false)
-            }
-        }
+        let Some(record) = self.value_record(ctx, at, value)? else { return Ok(false) };
+        self.queue.borrow_mut().push_back((record, at));
+        Ok(true)
     }
 
     fn queue(&self) -> Rc<dyn Any> {
@@ -145,16 +150,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for Source<K, V> {
     }
 
     fn process_value(&mut self, ctx: &mut TaskCtx, at: Position, value: &[u8]) -> crate::Result<Option<bool>> {
-        match self.decode(None, Some(value), 0) {
-            Ok((key, value, timestamp)) => {
-                let record = Record { key, value, timestamp, headers: Default::default() };
-                Ok(Some(self.forward_now(ctx, record, at)))
-            }
-            Err(e) => {
-                let raw =
-                    RawRecord { key: None, value: Some(value.to_vec()), timestamp: 0, headers: Default::default() };
-                ctx.dead_letter(&self.meta(at), raw, e).map(|()| None)
-            }
-        }
+        let Some(record) = self.value_record(ctx, at, value)? else { return Ok(None) };
+        Ok(Some(self.forward_now(ctx, record, at)))
     }
 }
