@@ -134,23 +134,22 @@ impl OpenSessions {
         joined: &mut Vec<Window>,
     ) -> Result<Window, Window> {
         joined.clear();
-        let merge = |joined: &[Window]| joined.iter().fold(Window { start: t, end: t }, span);
-        let Some(k) = self.by_key.get_mut(key) else {
-            let merged = merge(joined);
-            if merged.end < close {
-                return Err(merged);
-            }
-            self.insert(key, merged);
-            return Ok(merged);
-        };
-        k.near(earliest_end, latest_start, joined);
-        let merged = merge(joined);
+        let sessions = self.by_key.get_mut(key);
+        if let Some(k) = &sessions {
+            k.near(earliest_end, latest_start, joined);
+        }
+        let merged = joined.iter().fold(Window { start: t, end: t }, span);
         if merged.end < close {
             return Err(merged);
         }
-        if k.replace(joined, merged) {
-            let key = self.by_key.get_key_value(key).expect("present").0.clone();
-            self.checks.push(Reverse((merged.end, key)));
+        match sessions {
+            None => self.insert(key, merged),
+            Some(k) => {
+                if k.replace(joined, merged) {
+                    let key = self.by_key.get_key_value(key).expect("present").0.clone();
+                    self.checks.push(Reverse((merged.end, key)));
+                }
+            }
         }
         Ok(merged)
     }

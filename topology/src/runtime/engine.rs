@@ -278,13 +278,25 @@ impl Engine {
         }
         let (partition, offset) = route.place(None, None);
         let id = TaskId { subtopology: route.readers[0], partition };
-        // As `deliver_to_tasks`: no task of this instance may read the partition.
-        let Some(task) = self.tasks.get_mut(&id) else { return Ok(false) };
-        if !(at_once && task.reads_one_topic() && route.queued.get() == 0) {
-            return task.enqueue_value(topic, partition, offset, value).map(|()| false);
+        if let Some(id) = self.taker_at_once(at_once, i, partition) {
+            let process = |node: &mut dyn SourceNode, ctx: &mut TaskCtx, at| node.process_value(ctx, at, value);
+            return self.process_task_with(id, |t| t.process_now(topic, partition, offset, process).map(|()| true));
         }
-        let process = |node: &mut dyn SourceNode, ctx: &mut TaskCtx, at| node.process_value(ctx, at, value);
-        self.process_task_with(id, |task| task.process_now(topic, partition, offset, process).map(|()| true))
+        match self.tasks.get_mut(&id) {
+            Some(task) => task.enqueue_value(topic, partition, offset, value).map(|()| false),
+            None => Ok(false), // as `deliver_to_tasks`: no task of this instance reads the partition
+        }
+    }
+
+    /// The task that processes a record of route `i`'s `partition` as it is appended, when `at_once`
+    /// (see `append_value_at`): the one task reading that partition, if it reads only this topic and
+    /// nothing of the topic is buffered.
+    fn taker_at_once(&self, at_once: bool, i: usize, partition: u32) -> Option<TaskId> {
+        let route = &self.route_list[i];
+        let [reader] = route.readers[..] else { return None };
+        let id = TaskId { subtopology: reader, partition };
+        let takes = at_once && route.queued.get() == 0 && self.tasks.get(&id).is_some_and(Task::reads_one_topic);
+        takes.then_some(id)
     }
 
     pub(crate) fn route(&mut self, mut out: Vec<OutRecord>) -> Result<(), Error> {
@@ -341,12 +353,9 @@ impl Engine {
         let route = &mut self.route_list[i];
         let key = if route.partitions > 1 { input.key_bytes(&record) } else { None };
         let (partition, offset) = route.place(None, key.as_deref());
-        if let (true, [reader]) = (at_once && route.queued.get() == 0, &route.readers[..]) {
-            let id = TaskId { subtopology: *reader, partition };
-            if self.tasks.get(&id).is_some_and(Task::reads_one_topic) {
-                let process = |node: &mut dyn SourceNode, ctx: &mut TaskCtx, at| node.process_input(ctx, at, record);
-                return self.process_task_with(id, |t| t.process_now(topic, partition, offset, process).map(|()| true));
-            }
+        if let Some(id) = self.taker_at_once(at_once, i, partition) {
+            let process = |node: &mut dyn SourceNode, ctx: &mut TaskCtx, at| node.process_input(ctx, at, record);
+            return self.process_task_with(id, |t| t.process_now(topic, partition, offset, process).map(|()| true));
         }
         let copy = |r: &AnyRecord| input.clone_record(r);
         let enqueue = |t: &mut Task, r| t.enqueue_input(topic, partition, offset, r);

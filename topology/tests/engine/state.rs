@@ -619,6 +619,12 @@ impl serde::Serialize for Unstorable {
     }
 }
 
+/// The error of an `Unstorable` value of store `totals`: the store, what failed, and serde's reason.
+fn assert_names_unstorable_totals(text: &str) {
+    assert!(text.contains("`totals`") && text.contains("value cannot be stored"), "{text}");
+    assert!(text.contains("refuses to be serialized"), "{text}");
+}
+
 #[test]
 fn a_value_that_cannot_be_stored_stops_the_task_with_an_error_naming_the_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -632,8 +638,7 @@ fn a_value_that_cannot_be_stored_stops_the_task_with_an_error_naming_the_store()
     let d = on_disk(b, StateConfig::new(dir.path()));
     let err = d.input_topic("in", s(), i()).try_pipe("k".into(), 1, 0).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("`totals`") && text.contains("value cannot be stored"), "{text}");
-    assert!(text.contains("refuses to be serialized"), "{text}");
+    assert_names_unstorable_totals(&text);
 }
 
 #[test]
@@ -657,6 +662,5 @@ fn a_window_value_that_cannot_be_stored_fails_the_commit_with_an_error_naming_th
         Err(e) => e.to_string(),
         Ok(()) => d.commit().unwrap_err().to_string(),
     };
-    assert!(text.contains("`totals`") && text.contains("value cannot be stored"), "{text}");
-    assert!(text.contains("refuses to be serialized"), "{text}");
+    assert_names_unstorable_totals(&text);
 }
